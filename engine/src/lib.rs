@@ -1,0 +1,6 @@
+//! Online scoring path of riskgate.
+
+pub mod geo;
+pub mod iplists;
+pub mod replay;
+pub mod rules;

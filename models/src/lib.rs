@@ -1,0 +1,3 @@
+//! Feature definitions and model inference shared by riskgate's online and offline paths.
+
+pub mod keystroke;
