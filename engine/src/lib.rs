@@ -1,10 +1,21 @@
 //! Online scoring path of riskgate.
+//!
+//! A login goes through [`request`] (validation), [`geo`] and [`iplists`] (enrichment),
+//! [`store`] and [`profile`] (history), [`signals`], the model from `riskgate-models`, and
+//! [`rules`], all driven by [`engine::Engine`]. [`http`] and [`server`] put it behind the HTTP
+//! API; [`replay`] streams recorded logins through it.
 
+pub mod config;
+pub mod engine;
 pub mod error;
 pub mod geo;
+pub mod http;
 pub mod iplists;
+pub mod metrics;
 pub mod profile;
 pub mod replay;
 pub mod request;
 pub mod rules;
+pub mod server;
+pub mod signals;
 pub mod store;

@@ -1,0 +1,278 @@
+//! The HTTP API (actix-web).
+//!
+//! Handlers read the body themselves, so that an oversized body, a wrong content type and
+//! malformed JSON all get the same JSON error shape as a validation failure. Scoring runs on
+//! actix's blocking pool because the store is synchronous SQLite; a panic there becomes a 500
+//! for that request and never takes a worker down.
+
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use crate::config::{ApiKeyConfig, Scope};
+use crate::engine::Engine;
+use crate::error::ApiError;
+
+/// State shared by every handler.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub api_keys: Vec<ApiKeyConfig>,
+    pub max_body_bytes: usize,
+}
+
+/// Registers every route on an actix `App`.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .route("/v1/score", web::post().to(score))
+        .route("/v1/events", web::post().to(events))
+        .route("/v1/decisions/{id}", web::get().to(decision))
+        .route("/v1/users/{id}", web::delete().to(erase_user))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/admin/reload", web::post().to(reload));
+}
+
+/// The response for a path or method that does not exist.
+pub async fn not_found(request: HttpRequest) -> HttpResponse {
+    let error = ApiError::not_found(
+        "not_found",
+        format!("no endpoint `{} {}`", request.method(), request.path()),
+    );
+    actix_web::ResponseError::error_response(&error)
+}
+
+fn authorize(state: &AppState, request: &HttpRequest, scope: Scope) -> Result<(), ApiError> {
+    if state.api_keys.is_empty() {
+        return Ok(());
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <api key>` header"))?;
+    let digest = hex::encode(Sha256::digest(presented.trim().as_bytes()));
+    let key = state
+        .api_keys
+        .iter()
+        .find(|key| key.sha256.eq_ignore_ascii_case(&digest))
+        .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
+    if key.scopes.contains(&scope) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "API key `{}` lacks the `{}` scope",
+            key.name,
+            scope_name(scope)
+        )))
+    }
+}
+
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Score => "score",
+        Scope::Events => "events",
+        Scope::Admin => "admin",
+    }
+}
+
+/// Reads a JSON body of at most `limit` bytes.
+async fn read_json_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        let shown = if media_type.is_empty() { "(none)" } else { media_type };
+        return Err(ApiError::unsupported_media_type(shown));
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| {
+            ApiError::malformed(format!("cannot read the request body: {error}"), None)
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn count(state: &AppState, endpoint: &str, status: u16) {
+    state
+        .engine
+        .metrics
+        .requests
+        .with_label_values(&[endpoint, &status.to_string()])
+        .inc();
+}
+
+/// Runs `work` on the blocking pool and turns a panic into a 500.
+async fn blocking<T, F>(work: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    match web::block(work).await {
+        Ok(result) => result,
+        Err(error) => {
+            tracing::error!(%error, "a request handler panicked");
+            Err(ApiError::internal("internal error while handling the request"))
+        }
+    }
+}
+
+fn respond<T: serde::Serialize>(
+    state: &AppState,
+    endpoint: &str,
+    result: Result<T, ApiError>,
+) -> HttpResponse {
+    match result {
+        Ok(body) => {
+            count(state, endpoint, 200);
+            HttpResponse::Ok().json(body)
+        }
+        Err(error) => {
+            count(state, endpoint, error.status);
+            if error.status >= 500 {
+                tracing::warn!(endpoint, code = error.code, message = %error.message, "request failed");
+            } else {
+                tracing::debug!(endpoint, code = error.code, field = ?error.field, "request rejected");
+            }
+            actix_web::ResponseError::error_response(&error)
+        }
+    }
+}
+
+async fn score(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let result = async {
+        authorize(&state, &request, Scope::Score)?;
+        let body = read_json_body(&request, payload, state.max_body_bytes).await?;
+        let engine = state.engine.clone();
+        blocking(move || engine.score_bytes(&body)).await
+    }
+    .await;
+    respond(&state, "score", result)
+}
+
+async fn events(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let result = async {
+        authorize(&state, &request, Scope::Events)?;
+        let body = read_json_body(&request, payload, state.max_body_bytes).await?;
+        let engine = state.engine.clone();
+        blocking(move || engine.event_bytes(&body)).await
+    }
+    .await;
+    respond(&state, "events", result)
+}
+
+async fn decision(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let result = async {
+        authorize(&state, &request, Scope::Admin)?;
+        let engine = state.engine.clone();
+        let id = path.into_inner();
+        blocking(move || engine.decision(&id)).await
+    }
+    .await;
+    respond(&state, "decisions", result)
+}
+
+async fn erase_user(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let result = async {
+        authorize(&state, &request, Scope::Admin)?;
+        let engine = state.engine.clone();
+        let id = path.into_inner();
+        blocking(move || engine.erase_user(&id)).await
+    }
+    .await;
+    respond(&state, "users", result)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let engine = state.engine.clone();
+    let store = blocking(move || Ok(engine.ready())).await;
+    let rules_version = state.engine.rules_version();
+    let reload_error = state.engine.last_reload_error();
+    match store {
+        Ok(Ok(())) => HttpResponse::Ok().json(serde_json::json!({
+            "status": "ready",
+            "rules_version": rules_version,
+            "rules_reload_error": reload_error,
+        })),
+        Ok(Err(message)) | Err(ApiError { message, .. }) => {
+            tracing::warn!(%message, "not ready: the store does not answer");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "status": "unavailable",
+                "store": message,
+                "rules_version": rules_version,
+                "rules_reload_error": reload_error,
+            }))
+        }
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.engine.render_metrics())
+}
+
+async fn reload(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    let result = async {
+        authorize(&state, &request, Scope::Admin)?;
+        let engine = state.engine.clone();
+        blocking(move || {
+            engine
+                .reload_rules()
+                .map(|version| serde_json::json!({"rules_version": version}))
+                .map_err(|error| ApiError {
+                    status: 422,
+                    code: "invalid_rules",
+                    message: error.to_string(),
+                    field: None,
+                })
+        })
+        .await
+    }
+    .await;
+    respond(&state, "reload", result)
+}
