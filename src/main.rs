@@ -1,1 +1,295 @@
-fn main() {}
+//! The `riskgate` command: the scoring service and its tools.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use riskgate_engine::config::Config;
+use riskgate_engine::engine::Engine;
+use riskgate_engine::replay::{self, HttpTarget, ReplayOptions, ScoreTarget};
+use riskgate_engine::rules;
+
+#[derive(Parser)]
+#[command(name = "riskgate", version, about = "Risk-based adaptive authentication engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP scoring service.
+    Serve {
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port); overrides
+        /// `listen` in the configuration.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Score one login in-process and print the decision as JSON.
+    Score {
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// The request body as JSON, or `-` to read it from standard input.
+        request: String,
+    },
+    /// Stream a login CSV through the engine in timestamp order and summarise the decisions.
+    Replay(ReplayArgs),
+    /// Check and test rules files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Args)]
+struct ServiceArgs {
+    /// Configuration file.
+    #[arg(long, default_value = "riskgate.toml")]
+    config: PathBuf,
+    /// Directory of the SQLite history and decision records; overrides `data_dir` in the
+    /// configuration.
+    #[arg(long, env = "RISKGATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// Login CSV in the riskgate layout or the RBA dataset layout.
+    file: PathBuf,
+    /// Base URL of a running service, e.g. http://127.0.0.1:8080.
+    #[arg(long, conflicts_with = "in_process", required_unless_present = "in_process")]
+    url: Option<String>,
+    /// Score in this process instead of calling a service; history goes to a fresh temporary
+    /// directory unless --data-dir is given.
+    #[arg(long)]
+    in_process: bool,
+    /// API key sent as `Authorization: Bearer KEY`.
+    #[arg(long, env = "RISKGATE_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Configuration file, for --in-process.
+    #[arg(long, default_value = "riskgate.toml")]
+    config: PathBuf,
+    /// History directory, for --in-process.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// CSV layout; detected from the header when absent.
+    #[arg(long, value_enum)]
+    layout: Option<LayoutArg>,
+    /// Replay at most this many rows.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Write each decision as a JSON line to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LayoutArg {
+    Riskgate,
+    Rba,
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Check a rules file or folder and report every error.
+    Check {
+        /// Rules file or folder.
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: FormatArg,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Human,
+    Json,
+}
+
+fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_config(service: &ServiceArgs) -> Result<Config> {
+    let mut config = Config::load(&service.config)?;
+    if let Some(dir) = &service.data_dir {
+        config.data_dir = absolute(dir)?;
+    }
+    Ok(config)
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()
+            .context("cannot read the current directory")?
+            .join(path))
+    }
+}
+
+fn serve(service: &ServiceArgs, listen: Option<SocketAddr>) -> Result<()> {
+    let config = load_config(service)?;
+    let address = listen.unwrap_or(config.listen);
+    let engine = Arc::new(Engine::open(&config)?);
+    let listener =
+        TcpListener::bind(address).with_context(|| format!("cannot listen on {address}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(
+        address = %bound,
+        data_dir = %config.data_dir().display(),
+        rules_version = %engine.rules_version(),
+        "riskgate started"
+    );
+    // Tests and scripts read this line to find a port chosen by the system.
+    println!("listening on http://{bound}");
+    actix_web::rt::System::new().block_on(async move {
+        #[cfg(unix)]
+        riskgate_engine::server::reload_on_sighup(engine.clone());
+        let server = riskgate_engine::server::build(engine, &config, listener)?;
+        server.await
+    })?;
+    tracing::info!("riskgate stopped");
+    Ok(())
+}
+
+fn score(service: &ServiceArgs, request: &str) -> Result<()> {
+    let config = load_config(service)?;
+    let engine = Engine::open(&config)?;
+    let body = if request == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the request from standard input")?;
+        text
+    } else {
+        request.to_owned()
+    };
+    match engine.score_bytes(body.as_bytes()) {
+        Ok(response) => {
+            println!("{}", serde_json::to_string_pretty(&response)?);
+            Ok(())
+        }
+        Err(error) => bail!("request rejected: {error}"),
+    }
+}
+
+/// Calls the engine directly, for `replay --in-process`.
+struct InProcess {
+    engine: Engine,
+}
+
+impl ScoreTarget for InProcess {
+    fn score(&mut self, request: &serde_json::Value) -> Result<serde_json::Value, replay::ReplayError> {
+        self.engine
+            .score_value(request)
+            .map_err(|error| replay::ReplayError::Rejected {
+                status: error.status,
+                body: serde_json::json!({ "error": error }),
+            })
+    }
+
+    fn event(&mut self, request: &serde_json::Value) -> Result<serde_json::Value, replay::ReplayError> {
+        self.engine
+            .event_value(request)
+            .map_err(|error| replay::ReplayError::Rejected {
+                status: error.status,
+                body: serde_json::json!({ "error": error }),
+            })
+    }
+}
+
+fn run_replay(args: &ReplayArgs) -> Result<()> {
+    let options = ReplayOptions {
+        layout: args.layout.map(|layout| match layout {
+            LayoutArg::Riskgate => replay::Layout::Riskgate,
+            LayoutArg::Rba => replay::Layout::Rba,
+        }),
+        limit: args.limit,
+        out: args.out.clone(),
+    };
+    let mut _temporary = None;
+    let summary = if let Some(url) = &args.url {
+        let mut target = HttpTarget::new(url, args.api_key.clone())?;
+        replay::replay(&args.file, &mut target, &options)?
+    } else {
+        let mut config = Config::load(&args.config)?;
+        config.data_dir = match &args.data_dir {
+            Some(dir) => absolute(dir)?,
+            None => {
+                let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+                let path = dir.path().to_path_buf();
+                _temporary = Some(dir);
+                path
+            }
+        };
+        let mut target = InProcess {
+            engine: Engine::open(&config)?,
+        };
+        replay::replay(&args.file, &mut target, &options)?
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+fn rules_check(path: &Path, format: FormatArg) -> Result<ExitCode> {
+    let diagnostics = rules::check_path(path);
+    match format {
+        FormatArg::Human => {
+            if diagnostics.is_empty() {
+                println!("{}: ok", path.display());
+            } else {
+                eprint!("{}", rules::render_human(&diagnostics));
+            }
+        }
+        FormatArg::Json => println!("{}", rules::render_json(&diagnostics)),
+    }
+    Ok(if diagnostics.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    init_logging(level);
+    let result = match &cli.command {
+        Command::Serve { service, listen } => serve(service, *listen).map(|()| ExitCode::SUCCESS),
+        Command::Score { service, request } => score(service, request).map(|()| ExitCode::SUCCESS),
+        Command::Replay(args) => run_replay(args).map(|()| ExitCode::SUCCESS),
+        Command::Rules { command } => match command {
+            RulesCommand::Check { path, format } => rules_check(path, *format),
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -98,6 +98,10 @@ pub struct Engine {
     list_roles: ListRoles,
     store: Arc<dyn Store>,
     profiles: Cache<String, Arc<Profile>>,
+    /// Incremented whenever an event changes a profile; a profile read from the store is only
+    /// cached when no change happened while it was being read, so the cache never keeps a
+    /// profile older than the store's.
+    profile_epoch: std::sync::atomic::AtomicU64,
     active: ArcSwap<Active>,
     signal_config: SignalConfig,
     windows: CounterWindows,
@@ -157,6 +161,7 @@ impl Engine {
             list_roles,
             store,
             profiles: Cache::new(config.store.profile_cache_capacity),
+            profile_epoch: std::sync::atomic::AtomicU64::new(0),
             active: ArcSwap::from_pointee(Active { rules, model }),
             signal_config,
             windows,
@@ -206,12 +211,15 @@ impl Engine {
             return Ok(profile);
         }
         self.metrics.cache_lookup("profile", false);
+        let epoch = self.profile_epoch.load(std::sync::atomic::Ordering::Acquire);
         let profile = Arc::new(
             self.store
                 .load_profile(user_id)?
                 .unwrap_or_else(|| Profile::new(user_id)),
         );
-        self.profiles.insert(user_id.to_owned(), profile.clone());
+        if self.profile_epoch.load(std::sync::atomic::Ordering::Acquire) == epoch {
+            self.profiles.insert(user_id.to_owned(), profile.clone());
+        }
         Ok(profile)
     }
 
@@ -454,6 +462,8 @@ impl Engine {
                 )
             })?;
         if result.plan.learn || result.plan.unlearn {
+            self.profile_epoch
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             self.profiles.invalidate(&result.user_id);
         }
         tracing::debug!(
@@ -495,6 +505,8 @@ impl Engine {
             tracing::error!(%error, "cannot erase a user");
             ApiError::unavailable("the history store is unavailable")
         })?;
+        self.profile_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.profiles.invalidate(&user_id);
         tracing::info!(profiles = erased.profiles, decisions = erased.decisions, "erased a user's history");
         Ok(erased)

@@ -1,0 +1,187 @@
+//! Helpers shared by the integration tests: a real server on a loopback port, and a client.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use riskgate_engine::config::Config;
+use riskgate_engine::engine::Engine;
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shipped configuration with its data directory moved to `data_dir`.
+pub fn shipped_config(data_dir: &Path) -> Config {
+    let mut config = Config::load(&repo_root().join("riskgate.toml")).expect("riskgate.toml loads");
+    config.data_dir = data_dir.to_path_buf();
+    config
+}
+
+/// A riskgate server running in this process on a free loopback port.
+pub struct TestServer {
+    pub base: String,
+    pub data_dir: tempfile::TempDir,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts the shipped configuration, changed by `adjust`, on a fresh data directory.
+    pub fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let data_dir = tempfile::tempdir().expect("temporary directory");
+        let mut config = shipped_config(data_dir.path());
+        adjust(&mut config);
+        let engine = Arc::new(Engine::open(&config).expect("engine starts"));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let base = format!("http://{}", listener.local_addr().expect("local address"));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = riskgate_engine::server::build(engine, &config, listener)
+                    .expect("server builds");
+                sender.send(server.handle()).expect("send the handle");
+                server.await.expect("server runs");
+            });
+        });
+        let handle = receiver.recv().expect("server handle");
+        TestServer {
+            base,
+            data_dir,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn start() -> TestServer {
+        TestServer::start_with(|_| {})
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.base)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        std::thread::spawn(move || actix_web::rt::System::new().block_on(handle.stop(false)))
+            .join()
+            .ok();
+        if let Some(thread) = self.thread.take() {
+            thread.join().ok();
+        }
+    }
+}
+
+/// A blocking HTTP client that returns every status instead of failing on 4xx and 5xx.
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(30)))
+            .build()
+            .into();
+        Client {
+            base: base.to_owned(),
+            agent,
+        }
+    }
+
+    fn reply(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+        let mut response = response.expect("HTTP request completes");
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_string()
+            .expect("body reads");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, body, text }
+    }
+
+    pub fn post_raw(&self, path: &str, content_type: &str, body: &[u8]) -> Reply {
+        Client::reply(
+            self.agent
+                .post(format!("{}{}", self.base, path))
+                .header("Content-Type", content_type)
+                .send(body),
+        )
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Reply {
+        self.post_raw(path, "application/json", body.to_string().as_bytes())
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        Client::reply(self.agent.get(format!("{}{}", self.base, path)).call())
+    }
+
+    pub fn delete(&self, path: &str) -> Reply {
+        Client::reply(self.agent.delete(format!("{}{}", self.base, path)).call())
+    }
+
+    /// Scores a login and returns the response body, failing the test on a non-200.
+    pub fn score(&self, body: Value) -> Value {
+        let reply = self.post("/v1/score", &body);
+        assert_eq!(reply.status, 200, "score failed: {}", reply.text);
+        reply.body
+    }
+
+    /// Reports an outcome, failing the test on a non-200.
+    pub fn event(&self, decision: &Value, outcome: &str) -> Value {
+        let body = serde_json::json!({"decision_id": decision["decision_id"], "outcome": outcome});
+        let reply = self.post("/v1/events", &body);
+        assert_eq!(reply.status, 200, "event failed: {}", reply.text);
+        reply.body
+    }
+
+    /// Scores a login and reports it as verified: passed MFA when asked, then succeeded.
+    pub fn verified_login(&self, body: Value) -> Value {
+        let decision = self.score(body);
+        assert_ne!(decision["decision"], "deny", "verified login was denied: {decision}");
+        if decision["decision"] == "step_up" {
+            self.event(&decision, "mfa_passed");
+        }
+        let event = self.event(&decision, "login_succeeded");
+        assert_eq!(event["profile_updated"], true, "login was not learned: {event}");
+        decision
+    }
+}
+
+/// Returns the reason of `signal` in a score response.
+pub fn reason<'a>(decision: &'a Value, signal: &str) -> Option<&'a Value> {
+    decision["reasons"]
+        .as_array()?
+        .iter()
+        .find(|reason| reason["signal"] == signal)
+}
+
+/// A login body at `timestamp` from `ip` with device `device`.
+pub fn login(user: &str, ip: &str, timestamp: &str, device: &str) -> Value {
+    serde_json::json!({
+        "user_id": user,
+        "ip": ip,
+        "timestamp": timestamp,
+        "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+        "role": "physician",
+        "app": "crm",
+        "device": {"id": device, "attributes": {"screen": "1920x1080", "tz": "Europe/London"}},
+    })
+}
