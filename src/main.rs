@@ -189,6 +189,15 @@ fn score(service: &ServiceArgs, request: &str) -> Result<()> {
     }
 }
 
+fn rejected(error: riskgate_engine::error::ApiError) -> replay::ReplayError {
+    replay::ReplayError::Rejected {
+        status: error.status,
+        code: Some(error.code.to_owned()),
+        message: error.message,
+        field: error.field,
+    }
+}
+
 /// Calls the engine directly, for `replay --in-process`.
 struct InProcess {
     engine: Engine,
@@ -196,21 +205,11 @@ struct InProcess {
 
 impl ScoreTarget for InProcess {
     fn score(&mut self, request: &serde_json::Value) -> Result<serde_json::Value, replay::ReplayError> {
-        self.engine
-            .score_value(request)
-            .map_err(|error| replay::ReplayError::Rejected {
-                status: error.status,
-                body: serde_json::json!({ "error": error }),
-            })
+        self.engine.score_value(request).map_err(rejected)
     }
 
     fn event(&mut self, request: &serde_json::Value) -> Result<serde_json::Value, replay::ReplayError> {
-        self.engine
-            .event_value(request)
-            .map_err(|error| replay::ReplayError::Rejected {
-                status: error.status,
-                body: serde_json::json!({ "error": error }),
-            })
+        self.engine.event_value(request).map_err(rejected)
     }
 }
 
@@ -225,7 +224,7 @@ fn run_replay(args: &ReplayArgs) -> Result<()> {
     };
     let mut _temporary = None;
     let summary = if let Some(url) = &args.url {
-        let mut target = HttpTarget::new(url, args.api_key.clone())?;
+        let mut target = HttpTarget::new(url, args.api_key.as_deref())?;
         replay::replay(&args.file, &mut target, &options)?
     } else {
         let mut config = Config::load(&args.config)?;
