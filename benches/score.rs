@@ -27,7 +27,10 @@ fn enrol(engine: &Engine) {
     for hour in 9..14 {
         let response = engine.score_bytes(body(hour).as_bytes()).expect("score");
         for outcome in ["mfa_passed", "login_succeeded"] {
-            let event = format!(r#"{{"decision_id":"{}","outcome":"{outcome}"}}"#, response.decision_id);
+            let event = format!(
+                r#"{{"decision_id":"{}","outcome":"{outcome}"}}"#,
+                response.decision_id
+            );
             engine.event_bytes(event.as_bytes()).expect("event");
         }
     }
@@ -35,7 +38,10 @@ fn enrol(engine: &Engine) {
 
 fn score_latency(c: &mut Criterion) {
     let mut group = c.benchmark_group("score");
-    for (name, durability) in [("durability_normal", Durability::Normal), ("durability_full", Durability::Full)] {
+    for (name, durability) in [
+        ("durability_normal", Durability::Normal),
+        ("durability_full", Durability::Full),
+    ] {
         let dir = tempfile::tempdir().expect("temporary directory");
         let engine = engine(durability, dir.path());
         enrol(&engine);

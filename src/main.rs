@@ -13,9 +13,14 @@ use riskgate_engine::config::Config;
 use riskgate_engine::engine::Engine;
 use riskgate_engine::replay::{self, HttpTarget, ReplayOptions, ScoreTarget};
 use riskgate_engine::rules;
+use riskgate_models::keystroke::{self, Detector};
 
 #[derive(Parser)]
-#[command(name = "riskgate", version, about = "Risk-based adaptive authentication engine")]
+#[command(
+    name = "riskgate",
+    version,
+    about = "Risk-based adaptive authentication engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,6 +51,27 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Keystroke dynamics tools.
+    Keystroke {
+        #[command(subcommand)]
+        command: KeystrokeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeystrokeCommand {
+    /// Measure detectors' equal-error rates on a CSV in the CMU keystroke layout
+    /// (subject, sessionIndex, rep, then H./DD./UD. timings in seconds).
+    Evaluate {
+        file: PathBuf,
+        /// A detector name (robust-manhattan, manhattan-scaled, nn-mahalanobis,
+        /// outlier-count, mahalanobis, manhattan, euclidean) or `all`.
+        #[arg(long, default_value = "all")]
+        detector: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -64,7 +90,11 @@ struct ReplayArgs {
     /// Login CSV in the riskgate layout or the RBA dataset layout.
     file: PathBuf,
     /// Base URL of a running service, e.g. http://127.0.0.1:8080.
-    #[arg(long, conflicts_with = "in_process", required_unless_present = "in_process")]
+    #[arg(
+        long,
+        conflicts_with = "in_process",
+        required_unless_present = "in_process"
+    )]
     url: Option<String>,
     /// Score in this process instead of calling a service; history goes to a fresh temporary
     /// directory unless --data-dir is given.
@@ -204,11 +234,17 @@ struct InProcess {
 }
 
 impl ScoreTarget for InProcess {
-    fn score(&mut self, request: &serde_json::Value) -> Result<serde_json::Value, replay::ReplayError> {
+    fn score(
+        &mut self,
+        request: &serde_json::Value,
+    ) -> Result<serde_json::Value, replay::ReplayError> {
         self.engine.score_value(request).map_err(rejected)
     }
 
-    fn event(&mut self, request: &serde_json::Value) -> Result<serde_json::Value, replay::ReplayError> {
+    fn event(
+        &mut self,
+        request: &serde_json::Value,
+    ) -> Result<serde_json::Value, replay::ReplayError> {
         self.engine.event_value(request).map_err(rejected)
     }
 }
@@ -269,6 +305,21 @@ fn rules_check(path: &Path, format: FormatArg) -> Result<ExitCode> {
     })
 }
 
+fn keystroke_evaluate(file: &Path, detector: &str, json: bool) -> Result<()> {
+    let detectors = if detector == "all" {
+        Detector::ALL.to_vec()
+    } else {
+        vec![detector.parse::<Detector>()?]
+    };
+    let report = keystroke::evaluate_file(file, &detectors)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.command {
@@ -282,6 +333,13 @@ fn main() -> ExitCode {
         Command::Replay(args) => run_replay(args).map(|()| ExitCode::SUCCESS),
         Command::Rules { command } => match command {
             RulesCommand::Check { path, format } => rules_check(path, *format),
+        },
+        Command::Keystroke { command } => match command {
+            KeystrokeCommand::Evaluate {
+                file,
+                detector,
+                json,
+            } => keystroke_evaluate(file, detector, *json).map(|()| ExitCode::SUCCESS),
         },
     };
     match result {

@@ -37,15 +37,24 @@ fn travel_london_to_changchun_steps_up() {
     let client = server.client();
     client.verified_login(login("alice", LONDON, "2026-03-02T09:00:00Z", "device-a"));
 
-    let decision = client.score(login("alice", CHANGCHUN, "2026-03-02T09:30:00Z", "device-a"));
+    let decision = client.score(login(
+        "alice",
+        CHANGCHUN,
+        "2026-03-02T09:30:00Z",
+        "device-a",
+    ));
     assert!(
         decision["decision"] == "step_up" || decision["decision"] == "deny",
         "{decision}"
     );
     for signal in ["impossible_travel", "new_country"] {
-        let found = reason(&decision, signal).unwrap_or_else(|| panic!("no {signal} in {decision}"));
+        let found =
+            reason(&decision, signal).unwrap_or_else(|| panic!("no {signal} in {decision}"));
         assert_eq!(found["evaluable"], true, "{signal}: {found}");
-        assert!(found["contribution"].as_f64().unwrap() > 0.0, "{signal}: {found}");
+        assert!(
+            found["contribution"].as_f64().unwrap() > 0.0,
+            "{signal}: {found}"
+        );
     }
 }
 
@@ -67,7 +76,12 @@ fn known_place_and_device_allowed() {
 fn learning_user_steps_up() {
     let server = TestServer::start();
     let client = server.client();
-    let decision = client.score(login("newcomer", LONDON, "2026-03-02T09:00:00Z", "device-a"));
+    let decision = client.score(login(
+        "newcomer",
+        LONDON,
+        "2026-03-02T09:00:00Z",
+        "device-a",
+    ));
     assert_eq!(decision["learning"], true);
     assert_eq!(decision["decision"], "step_up", "{decision}");
     assert!(!decision["required_factors"].as_array().unwrap().is_empty());
@@ -108,11 +122,19 @@ fn one_ip_many_users_fires_ip_many_users() {
         ));
         client.event(&attempt, "login_failed");
     }
-    let decision = client.score(login("victim", LINKOPING, "2026-03-03T10:30:00Z", "attacker-laptop"));
+    let decision = client.score(login(
+        "victim",
+        LINKOPING,
+        "2026-03-03T10:30:00Z",
+        "attacker-laptop",
+    ));
     let many = reason(&decision, "ip_many_users").expect("ip_many_users reason");
     assert_eq!(many["value"].as_f64().unwrap(), 1.0, "{many}");
     assert!(signal_contribution(&decision, "ip_many_users") > 0.0);
-    assert!(signal_contribution(&decision, "ip_failures") > 0.0, "{decision}");
+    assert!(
+        signal_contribution(&decision, "ip_failures") > 0.0,
+        "{decision}"
+    );
 }
 
 #[test]
@@ -121,14 +143,23 @@ fn unknown_ip_is_degraded_not_allowed() {
     let client = server.client();
     enrol_in_london(&client, "dave");
 
-    let decision = client.score(login("dave", NOT_IN_DATABASES, "2026-03-03T10:00:00Z", "device-a"));
+    let decision = client.score(login(
+        "dave",
+        NOT_IN_DATABASES,
+        "2026-03-03T10:00:00Z",
+        "device-a",
+    ));
     assert_eq!(decision["degraded"], true, "{decision}");
     assert_ne!(decision["decision"], "allow", "{decision}");
     for signal in ["new_country", "new_city", "impossible_travel"] {
-        let found = reason(&decision, signal).unwrap_or_else(|| panic!("no {signal} in {decision}"));
+        let found =
+            reason(&decision, signal).unwrap_or_else(|| panic!("no {signal} in {decision}"));
         assert_eq!(found["evaluable"], false, "{signal}: {found}");
         assert!(
-            found["detail"].as_str().unwrap().starts_with("not evaluable"),
+            found["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("not evaluable"),
             "{found}"
         );
     }
@@ -140,7 +171,12 @@ fn trusted_private_network_is_not_degraded() {
     let client = server.client();
     enrol_in_london(&client, "erin");
 
-    let decision = client.score(login("erin", "10.20.30.40", "2026-03-03T10:00:00Z", "device-a"));
+    let decision = client.score(login(
+        "erin",
+        "10.20.30.40",
+        "2026-03-03T10:00:00Z",
+        "device-a",
+    ));
     assert_eq!(decision["degraded"], false, "{decision}");
     let travel = reason(&decision, "impossible_travel").expect("impossible_travel reason");
     assert_eq!(travel["evaluable"], false);
@@ -153,7 +189,12 @@ fn mapped_ipv6_equals_ipv4_and_user_ids_fold() {
     enrol_in_london(&client, "Alice");
 
     let plain = client.score(login("alice", LONDON, "2026-03-03T10:00:00Z", "device-a"));
-    let mapped = client.score(login("ALICE", &format!("::ffff:{LONDON}"), "2026-03-03T10:00:00Z", "device-a"));
+    let mapped = client.score(login(
+        "ALICE",
+        &format!("::ffff:{LONDON}"),
+        "2026-03-03T10:00:00Z",
+        "device-a",
+    ));
     assert_eq!(plain["decision"], "allow", "{plain}");
     assert_eq!(plain["decision"], mapped["decision"]);
     assert_eq!(plain["risk"], mapped["risk"]);
@@ -219,7 +260,12 @@ fn bad_inputs_get_400_with_field() {
     assert_eq!(reply.body["error"]["code"], "not_found");
 
     // The server keeps serving after every rejection.
-    let decision = client.score(login("after-errors", LONDON, "2026-03-03T10:00:00Z", "device-a"));
+    let decision = client.score(login(
+        "after-errors",
+        LONDON,
+        "2026-03-03T10:00:00Z",
+        "device-a",
+    ));
     assert!(decision["decision_id"].is_string());
 }
 
@@ -281,15 +327,44 @@ fn health_ready_and_metrics() {
     assert_eq!(client.get("/healthz").status, 200);
     let ready = client.get("/readyz");
     assert_eq!(ready.status, 200, "{}", ready.text);
-    assert!(ready.body["rules_version"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        ready.body["rules_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     client.score(login("ivy", LONDON, "2026-03-03T10:00:00Z", "device-a"));
     client.score(login("ivy", LONDON, "2026-03-03T10:01:00Z", "device-a"));
     let metrics = client.get("/metrics");
     assert_eq!(metrics.status, 200);
-    assert!(metrics.text.contains("riskgate_decisions_total{decision=\"step_up\"} 2"), "{}", metrics.text);
-    assert!(metrics.text.contains("riskgate_score_duration_seconds_bucket"), "{}", metrics.text);
-    assert!(metrics.text.contains("riskgate_cache_hit_ratio{cache=\"profile\"} 0.5"), "{}", metrics.text);
-    assert!(metrics.text.contains("riskgate_http_requests_total{endpoint=\"score\",status=\"200\"} 2"), "{}", metrics.text);
+    assert!(
+        metrics
+            .text
+            .contains("riskgate_decisions_total{decision=\"step_up\"} 2"),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics
+            .text
+            .contains("riskgate_score_duration_seconds_bucket"),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics
+            .text
+            .contains("riskgate_cache_hit_ratio{cache=\"profile\"} 0.5"),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics
+            .text
+            .contains("riskgate_http_requests_total{endpoint=\"score\",status=\"200\"} 2"),
+        "{}",
+        metrics.text
+    );
 }
 
 #[test]
@@ -302,7 +377,13 @@ fn anonymous_ip_database_flags_anonymisers() {
     let decision = client.score(login("jack", LONDON, "2026-03-03T10:00:00Z", "device-a"));
     let anonymous = reason(&decision, "anonymous_ip").expect("anonymous_ip reason");
     assert_eq!(anonymous["value"].as_f64().unwrap(), 1.0, "{anonymous}");
-    assert!(anonymous["detail"].as_str().unwrap().contains("Tor exit node"), "{anonymous}");
+    assert!(
+        anonymous["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Tor exit node"),
+        "{anonymous}"
+    );
 }
 
 #[test]
@@ -315,7 +396,10 @@ fn api_keys_enforce_scopes() {
             riskgate_engine::config::ApiKeyConfig {
                 name: "crm".into(),
                 sha256: score_digest,
-                scopes: vec![riskgate_engine::config::Scope::Score, riskgate_engine::config::Scope::Events],
+                scopes: vec![
+                    riskgate_engine::config::Scope::Score,
+                    riskgate_engine::config::Scope::Events,
+                ],
             },
             riskgate_engine::config::ApiKeyConfig {
                 name: "ops".into(),
@@ -324,7 +408,10 @@ fn api_keys_enforce_scopes() {
             },
         ];
     });
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let body = login("kate", LONDON, "2026-03-03T10:00:00Z", "device-a").to_string();
     let url = format!("{}/v1/score", server.base);
     let status = |key: Option<&str>| {

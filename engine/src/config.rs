@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::geo::GeoConfig;
 use crate::iplists::IpListsConfig;
 use crate::store::sqlite::Durability;
+use riskgate_models::keystroke::TemplateConfig;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -51,6 +52,9 @@ pub struct Config {
     pub iplists: IpListsConfig,
     #[serde(default)]
     pub signals: SignalConfig,
+    /// Keystroke templates: detector, samples needed before scoring, rolling window.
+    #[serde(default)]
+    pub keystroke: TemplateConfig,
     /// API keys; with none configured the API accepts unauthenticated requests.
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
@@ -204,14 +208,23 @@ impl Config {
             ("user_failures_saturation", signals.user_failures_saturation),
             ("ip_failures_saturation", signals.ip_failures_saturation),
             ("ip_users_saturation", signals.ip_users_saturation),
-            ("user_failures_window_seconds", signals.user_failures_window_seconds),
-            ("ip_failures_window_seconds", signals.ip_failures_window_seconds),
+            (
+                "user_failures_window_seconds",
+                signals.user_failures_window_seconds,
+            ),
+            (
+                "ip_failures_window_seconds",
+                signals.ip_failures_window_seconds,
+            ),
             ("ip_users_window_seconds", signals.ip_users_window_seconds),
         ] {
             if value == 0 {
                 return Err(format!("`signals.{name}` must be at least 1"));
             }
         }
+        self.keystroke
+            .validate()
+            .map_err(|error| format!("`keystroke`: {error}"))?;
         for key in &self.api_keys {
             let valid = key.sha256.len() == 64 && key.sha256.chars().all(|c| c.is_ascii_hexdigit());
             if !valid {

@@ -16,6 +16,10 @@ use serde::Serialize;
 use thiserror::Error;
 
 use riskgate_models::features::FeatureVector;
+use riskgate_models::keystroke::{
+    KeystrokeAssessment, KeystrokeEvent, NotEvaluable as KeystrokeNotEvaluable, TemplateConfig,
+    TimingVector, extract_features,
+};
 use riskgate_models::linear::LinearModel;
 
 use crate::config::{Config, SignalConfig};
@@ -104,6 +108,7 @@ pub struct Engine {
     profile_epoch: std::sync::atomic::AtomicU64,
     active: ArcSwap<Active>,
     signal_config: SignalConfig,
+    keystroke: TemplateConfig,
     windows: CounterWindows,
     rules_path: std::path::PathBuf,
     last_reload_error: ArcSwap<Option<String>>,
@@ -129,7 +134,11 @@ impl Engine {
     pub fn open(config: &Config) -> Result<Engine, StartError> {
         let geo = GeoIp::open(&config.geo, &config.base_dir)?;
         let lists = IpLists::open(&config.iplists, &config.base_dir)?;
-        let store = Arc::new(SqliteStore::open(&config.data_dir(), config.store.durability)?);
+        let store = Arc::new(SqliteStore::open(
+            &config.data_dir(),
+            config.store.durability,
+            config.keystroke,
+        )?);
         Engine::with_store(config, geo, lists, store)
     }
 
@@ -164,6 +173,7 @@ impl Engine {
             profile_epoch: std::sync::atomic::AtomicU64::new(0),
             active: ArcSwap::from_pointee(Active { rules, model }),
             signal_config,
+            keystroke: config.keystroke,
             windows,
             rules_path,
             last_reload_error: ArcSwap::from_pointee(None),
@@ -186,12 +196,18 @@ impl Engine {
                 let version = active.rules.version().to_owned();
                 self.active.store(Arc::new(active));
                 self.last_reload_error.store(Arc::new(None));
-                self.metrics.reloads.with_label_values(&["rules", "ok"]).inc();
+                self.metrics
+                    .reloads
+                    .with_label_values(&["rules", "ok"])
+                    .inc();
                 tracing::info!(rules_version = %version, "rules reloaded");
                 Ok(version)
             }
             Err(error) => {
-                self.metrics.reloads.with_label_values(&["rules", "error"]).inc();
+                self.metrics
+                    .reloads
+                    .with_label_values(&["rules", "error"])
+                    .inc();
                 self.last_reload_error
                     .store(Arc::new(Some(error.to_string())));
                 tracing::error!(%error, "rules reload rejected; the previous rules stay in force");
@@ -211,13 +227,19 @@ impl Engine {
             return Ok(profile);
         }
         self.metrics.cache_lookup("profile", false);
-        let epoch = self.profile_epoch.load(std::sync::atomic::Ordering::Acquire);
+        let epoch = self
+            .profile_epoch
+            .load(std::sync::atomic::Ordering::Acquire);
         let profile = Arc::new(
             self.store
                 .load_profile(user_id)?
                 .unwrap_or_else(|| Profile::new(user_id)),
         );
-        if self.profile_epoch.load(std::sync::atomic::Ordering::Acquire) == epoch {
+        if self
+            .profile_epoch
+            .load(std::sync::atomic::Ordering::Acquire)
+            == epoch
+        {
             self.profiles.insert(user_id.to_owned(), profile.clone());
         }
         Ok(profile)
@@ -260,6 +282,19 @@ impl Engine {
                 tracing::error!(%error, "cannot read counters");
                 ApiError::unavailable("the history store is unavailable; retry or fall back to MFA")
             })?;
+        let keystroke_sample = attempt.keystrokes.as_ref().map(|events| {
+            let events: Vec<KeystrokeEvent> = events
+                .iter()
+                .map(|event| KeystrokeEvent {
+                    down_ms: event.down_ms,
+                    up_ms: event.up_ms,
+                })
+                .collect();
+            extract_features(&events)
+        });
+        let keystroke = keystroke_sample
+            .as_ref()
+            .map(|sample| self.assess_keystrokes(&profile, sample));
         let time_zone = geo.city.as_ref().and_then(|city| city.time_zone.as_deref());
         let hour_local = signals::local_hour(attempt.timestamp, time_zone);
 
@@ -276,6 +311,7 @@ impl Engine {
             config: &self.signal_config,
             trusted_network,
             hour_local,
+            keystroke: keystroke.as_ref(),
         };
         let signals = signals::evaluate_all(&input);
 
@@ -325,9 +361,10 @@ impl Engine {
             },
             user: rules::UserFacts {
                 logins: profile.verified_logins,
-                days_since_last: profile.last_verified.as_ref().map(|last| {
-                    (attempt.timestamp - last.at).num_seconds() as f64 / 86_400.0
-                }),
+                days_since_last: profile
+                    .last_verified
+                    .as_ref()
+                    .map(|last| (attempt.timestamp - last.at).num_seconds() as f64 / 86_400.0),
                 failures_15m: counters.user_failures_15m,
             },
             ip: attempt.ip,
@@ -348,7 +385,11 @@ impl Engine {
             required_factors: outcome.required_factors.clone(),
             reasons,
             matched_rules: outcome.matched_rules.clone(),
-            shadow_rules: outcome.shadow_rules.iter().map(|hit| hit.id.clone()).collect(),
+            shadow_rules: outcome
+                .shadow_rules
+                .iter()
+                .map(|hit| hit.id.clone())
+                .collect(),
             rules_version: active.rules.version().to_owned(),
             model_version: active.model.version.clone(),
             degraded,
@@ -366,7 +407,9 @@ impl Engine {
             longitude: geo.city.as_ref().and_then(|city| city.longitude),
             accuracy_radius_km: geo.city.as_ref().and_then(|city| city.accuracy_radius_km),
             hour_local,
-            keystroke_sample: None,
+            keystroke_sample: keystroke_sample
+                .and_then(Result::ok)
+                .map(TimingVector::into_values),
         };
         let record = decision_record(
             &response,
@@ -388,7 +431,9 @@ impl Engine {
             })
             .map_err(|error| {
                 tracing::error!(%error, decision_id, "cannot record a decision");
-                ApiError::unavailable("the decision could not be recorded; retry or fall back to MFA")
+                ApiError::unavailable(
+                    "the decision could not be recorded; retry or fall back to MFA",
+                )
             })?;
 
         self.observe(&response, &outcome, &degraded_by, started);
@@ -400,6 +445,28 @@ impl Engine {
             "scored a login"
         );
         Ok(response)
+    }
+
+    fn assess_keystrokes(
+        &self,
+        profile: &Profile,
+        sample: &Result<TimingVector, KeystrokeNotEvaluable>,
+    ) -> KeystrokeAssessment {
+        let not_evaluable = |cause: KeystrokeNotEvaluable| KeystrokeAssessment {
+            evaluable: false,
+            reason: cause.to_string(),
+            score: 0.0,
+            log_likelihood_ratio: 0.0,
+            not_evaluable: Some(cause),
+        };
+        match (sample, &profile.keystroke_template) {
+            (Err(cause), _) => not_evaluable(cause.clone()),
+            (Ok(vector), Some(template)) => template.assess(vector),
+            (Ok(_), None) => not_evaluable(KeystrokeNotEvaluable::TemplateNotReady {
+                samples: 0,
+                required: self.keystroke.min_samples,
+            }),
+        }
     }
 
     fn observe(
@@ -416,14 +483,23 @@ impl Engine {
             .with_label_values(&[kind])
             .observe(started.elapsed().as_secs_f64());
         for id in &outcome.matched_rules {
-            self.metrics.rule_hits.with_label_values(&[id, "enforce"]).inc();
+            self.metrics
+                .rule_hits
+                .with_label_values(&[id, "enforce"])
+                .inc();
         }
         for hit in &outcome.shadow_rules {
-            self.metrics.rule_hits.with_label_values(&[&hit.id, "shadow"]).inc();
+            self.metrics
+                .rule_hits
+                .with_label_values(&[&hit.id, "shadow"])
+                .inc();
         }
         for trace in &outcome.trace {
             if trace.is_error() {
-                self.metrics.rule_errors.with_label_values(&[&trace.id]).inc();
+                self.metrics
+                    .rule_errors
+                    .with_label_values(&[&trace.id])
+                    .inc();
             }
         }
         for signal in degraded_by {
@@ -484,7 +560,10 @@ impl Engine {
     /// Returns a recorded decision.
     pub fn decision(&self, id: &str) -> Result<StoredDecision, ApiError> {
         if uuid::Uuid::parse_str(id).is_err() {
-            return Err(ApiError::invalid("id", format!("`{id}` is not a decision id (a UUID)")));
+            return Err(ApiError::invalid(
+                "id",
+                format!("`{id}` is not a decision id (a UUID)"),
+            ));
         }
         self.store
             .decision(id)
@@ -492,7 +571,9 @@ impl Engine {
                 tracing::error!(%error, decision_id = id, "cannot read a decision");
                 ApiError::unavailable("the decision store is unavailable")
             })?
-            .ok_or_else(|| ApiError::not_found("decision_not_found", format!("no decision with id `{id}`")))
+            .ok_or_else(|| {
+                ApiError::not_found("decision_not_found", format!("no decision with id `{id}`"))
+            })
     }
 
     /// Erases a user's history.
@@ -508,7 +589,11 @@ impl Engine {
         self.profile_epoch
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.profiles.invalidate(&user_id);
-        tracing::info!(profiles = erased.profiles, decisions = erased.decisions, "erased a user's history");
+        tracing::info!(
+            profiles = erased.profiles,
+            decisions = erased.decisions,
+            "erased a user's history"
+        );
         Ok(erased)
     }
 
@@ -534,15 +619,13 @@ fn decision_kind(outcome: &RulesDecision) -> DecisionKind {
 
 /// Reasons in order of contribution: signals that raised the risk, rule adjustments, and the
 /// signals that could not be evaluated.
-fn reasons(
-    signals: &[Signal],
-    contributions: &[f64],
-    outcome: &RulesDecision,
-) -> Vec<Reason> {
+fn reasons(signals: &[Signal], contributions: &[f64], outcome: &RulesDecision) -> Vec<Reason> {
     let mut reasons: Vec<Reason> = signals
         .iter()
         .zip(contributions)
-        .filter(|(signal, contribution)| !signal.evaluable || **contribution != 0.0 || signal.value > 0.0)
+        .filter(|(signal, contribution)| {
+            !signal.evaluable || **contribution != 0.0 || signal.value > 0.0
+        })
         .map(|(signal, contribution)| Reason {
             signal: signal.name.to_owned(),
             detail: if signal.evaluable {

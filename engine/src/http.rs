@@ -54,7 +54,9 @@ fn authorize(state: &AppState, request: &HttpRequest, scope: Scope) -> Result<()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <api key>` header"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing `Authorization: Bearer <api key>` header")
+        })?;
     let digest = hex::encode(Sha256::digest(presented.trim().as_bytes()));
     let key = state
         .api_keys
@@ -93,7 +95,11 @@ async fn read_json_body(
         .unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case("application/json") {
-        let shown = if media_type.is_empty() { "(none)" } else { media_type };
+        let shown = if media_type.is_empty() {
+            "(none)"
+        } else {
+            media_type
+        };
         return Err(ApiError::unsupported_media_type(shown));
     }
     let declared = request
@@ -136,7 +142,9 @@ where
         Ok(result) => result,
         Err(error) => {
             tracing::error!(%error, "a request handler panicked");
-            Err(ApiError::internal("internal error while handling the request"))
+            Err(ApiError::internal(
+                "internal error while handling the request",
+            ))
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the service.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -26,7 +27,10 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("riskgate_http_requests_total", "HTTP requests by endpoint and status"),
+            Opts::new(
+                "riskgate_http_requests_total",
+                "HTTP requests by endpoint and status",
+            ),
             &["endpoint", "status"],
         )?;
         let decisions = IntCounterVec::new(
@@ -44,27 +48,45 @@ impl Metrics {
             &["decision"],
         )?;
         let cache_requests = IntCounterVec::new(
-            Opts::new("riskgate_cache_requests_total", "Cache lookups by cache and result"),
+            Opts::new(
+                "riskgate_cache_requests_total",
+                "Cache lookups by cache and result",
+            ),
             &["cache", "result"],
         )?;
         let cache_hit_ratio = GaugeVec::new(
-            Opts::new("riskgate_cache_hit_ratio", "Share of cache lookups that hit, since start"),
+            Opts::new(
+                "riskgate_cache_hit_ratio",
+                "Share of cache lookups that hit, since start",
+            ),
             &["cache"],
         )?;
         let rule_hits = IntCounterVec::new(
-            Opts::new("riskgate_rule_hits_total", "Rules that matched, by rule id and mode"),
+            Opts::new(
+                "riskgate_rule_hits_total",
+                "Rules that matched, by rule id and mode",
+            ),
             &["rule", "mode"],
         )?;
         let rule_errors = IntCounterVec::new(
-            Opts::new("riskgate_rule_errors_total", "Rule conditions that failed to evaluate"),
+            Opts::new(
+                "riskgate_rule_errors_total",
+                "Rule conditions that failed to evaluate",
+            ),
             &["rule"],
         )?;
         let degraded = IntCounterVec::new(
-            Opts::new("riskgate_degraded_total", "Degraded decisions by the signal that degraded them"),
+            Opts::new(
+                "riskgate_degraded_total",
+                "Degraded decisions by the signal that degraded them",
+            ),
             &["signal"],
         )?;
         let reloads = IntCounterVec::new(
-            Opts::new("riskgate_reloads_total", "Reloads of rules and models by kind and result"),
+            Opts::new(
+                "riskgate_reloads_total",
+                "Reloads of rules and models by kind and result",
+            ),
             &["kind", "result"],
         )?;
         for collector in [
@@ -97,7 +119,9 @@ impl Metrics {
     /// Counts one cache lookup.
     pub fn cache_lookup(&self, cache: &str, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
-        self.cache_requests.with_label_values(&[cache, result]).inc();
+        self.cache_requests
+            .with_label_values(&[cache, result])
+            .inc();
     }
 
     /// Renders the Prometheus text format, updating the hit ratios first.
@@ -124,10 +148,20 @@ impl Metrics {
             })
             .collect();
         for cache in names {
-            let hits = self.cache_requests.with_label_values(&[&cache, "hit"]).get();
-            let misses = self.cache_requests.with_label_values(&[&cache, "miss"]).get();
+            let hits = self
+                .cache_requests
+                .with_label_values(&[&cache, "hit"])
+                .get();
+            let misses = self
+                .cache_requests
+                .with_label_values(&[&cache, "miss"])
+                .get();
             let total = hits + misses;
-            let ratio = if total == 0 { 0.0 } else { hits as f64 / total as f64 };
+            let ratio = if total == 0 {
+                0.0
+            } else {
+                hits as f64 / total as f64
+            };
             self.cache_hit_ratio.with_label_values(&[&cache]).set(ratio);
         }
         let mut buffer = Vec::new();
@@ -150,8 +184,17 @@ mod tests {
         metrics.cache_lookup("profile", true);
         metrics.cache_lookup("profile", false);
         let text = metrics.render(&[("geo", 3, 1)]);
-        assert!(text.contains("riskgate_decisions_total{decision=\"allow\"} 1"), "{text}");
-        assert!(text.contains("riskgate_cache_hit_ratio{cache=\"profile\"} 0.5"), "{text}");
-        assert!(text.contains("riskgate_cache_hit_ratio{cache=\"geo\"} 0.75"), "{text}");
+        assert!(
+            text.contains("riskgate_decisions_total{decision=\"allow\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("riskgate_cache_hit_ratio{cache=\"profile\"} 0.5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("riskgate_cache_hit_ratio{cache=\"geo\"} 0.75"),
+            "{text}"
+        );
     }
 }

@@ -10,6 +10,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use riskgate_models::keystroke::{
+    KeystrokeTemplate, NotEvaluable, TemplateConfig, TemplateError, TimingVector,
+};
+
 use crate::request::Outcome;
 
 /// Maximum entries kept per history map; the least recently seen entry is evicted first.
@@ -51,9 +55,9 @@ pub struct Profile {
     /// Verified logins per local hour of day at the login's location (UTC when unknown).
     pub hours: [u64; 24],
     pub last_verified: Option<VerifiedLogin>,
-    /// Verified keystroke template, stored as the keystroke model serialises it.
+    /// Typing-rhythm template built from the keystroke samples of verified logins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keystroke_template: Option<serde_json::Value>,
+    pub keystroke_template: Option<KeystrokeTemplate>,
 }
 
 /// What a scored attempt looked like, recorded with its decision so that a later outcome can
@@ -134,9 +138,13 @@ impl Profile {
         }
     }
 
-    /// Adds a verified login.
-    pub fn learn(&mut self, facts: &AttemptFacts) {
+    /// Adds a verified login; its keystroke sample, if any, is enrolled in a template with
+    /// `keystroke` settings.
+    pub fn learn(&mut self, facts: &AttemptFacts, keystroke: &TemplateConfig) {
         self.verified_logins += 1;
+        if let Some(sample) = &facts.keystroke_sample {
+            self.enrol_keystrokes(sample, keystroke);
+        }
         if let Some(device) = &facts.device_hash {
             remember(&mut self.devices, device, facts.at);
         }
@@ -167,6 +175,37 @@ impl Profile {
         }
     }
 
+    fn enrol_keystrokes(&mut self, sample: &[f64], keystroke: &TemplateConfig) {
+        let template = match self.keystroke_template.take() {
+            Some(mut template) => {
+                if template.config() != keystroke && template.set_config(*keystroke).is_err() {
+                    template.clear();
+                }
+                template
+            }
+            None => match KeystrokeTemplate::new(*keystroke) {
+                Ok(template) => template,
+                Err(error) => {
+                    tracing::warn!(%error, "keystroke settings are invalid; sample not enrolled");
+                    return;
+                }
+            },
+        };
+        let mut template = template;
+        match template.add_sample(TimingVector::new(sample.to_vec())) {
+            Ok(()) => {}
+            Err(TemplateError::Sample(NotEvaluable::LengthMismatch { .. })) => {
+                // A different length means a new password: start a new template.
+                template.clear();
+                if let Err(error) = template.add_sample(TimingVector::new(sample.to_vec())) {
+                    tracing::warn!(%error, "keystroke sample not enrolled");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "keystroke sample not enrolled"),
+        }
+        self.keystroke_template = Some(template);
+    }
+
     /// Removes a login that was learned and later reported as not the user's.
     pub fn unlearn(&mut self, facts: &AttemptFacts) {
         self.verified_logins = self.verified_logins.saturating_sub(1);
@@ -183,6 +222,11 @@ impl Profile {
         if let Some(hour) = facts.hour_local.filter(|hour| *hour < 24) {
             let slot = &mut self.hours[hour as usize];
             *slot = slot.saturating_sub(1);
+        }
+        // The template cannot tell which sample came from this login, so a login reported as
+        // not the user's discards the whole template and enrolment starts again.
+        if facts.keystroke_sample.is_some() {
+            self.keystroke_template = None;
         }
         let was_last = self
             .last_verified
@@ -313,6 +357,12 @@ mod tests {
         }
     }
 
+    impl Profile {
+        fn learn_default(&mut self, facts: &AttemptFacts) {
+            self.learn(facts, &TemplateConfig::default());
+        }
+    }
+
     fn state(decision: DecisionKind, outcomes: &[Outcome], learned: bool) -> DecisionState {
         DecisionState {
             decision,
@@ -324,10 +374,10 @@ mod tests {
     #[test]
     fn learn_then_unlearn_restores_profile() {
         let mut profile = Profile::new("alice");
-        profile.learn(&facts(0, "d1", "GB", "London"));
+        profile.learn_default(&facts(0, "d1", "GB", "London"));
         let before = profile.clone();
         let second = facts(5, "d2", "SE", "Linköping");
-        profile.learn(&second);
+        profile.learn_default(&second);
         assert_eq!(profile.verified_logins, 2);
         assert!(profile.devices.contains_key("d2"));
         assert_eq!(
@@ -344,8 +394,8 @@ mod tests {
     #[test]
     fn older_login_does_not_replace_last_verified() {
         let mut profile = Profile::new("alice");
-        profile.learn(&facts(30, "d1", "GB", "London"));
-        profile.learn(&facts(10, "d1", "SE", "Linköping"));
+        profile.learn_default(&facts(30, "d1", "GB", "London"));
+        profile.learn_default(&facts(10, "d1", "SE", "Linköping"));
         assert_eq!(
             profile.last_verified.unwrap().country.as_deref(),
             Some("GB")
@@ -358,7 +408,7 @@ mod tests {
         for index in 0..(MAX_HISTORY_ENTRIES + 10) {
             let mut f = facts(0, &format!("device-{index}"), "GB", "London");
             f.at += chrono::Duration::seconds(index as i64);
-            profile.learn(&f);
+            profile.learn_default(&f);
         }
         assert_eq!(profile.devices.len(), MAX_HISTORY_ENTRIES);
         assert!(!profile.devices.contains_key("device-0"));

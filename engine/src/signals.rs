@@ -12,6 +12,8 @@ use std::net::IpAddr;
 use chrono::{DateTime, Timelike, Utc};
 use serde::Serialize;
 
+use riskgate_models::keystroke::{KeystrokeAssessment, NotEvaluable as KeystrokeNotEvaluable};
+
 use crate::config::SignalConfig;
 use crate::geo::{AnonymousStatus, GeoRecord};
 use crate::profile::{Profile, city_key};
@@ -51,7 +53,11 @@ pub struct Signal {
 
 impl Signal {
     fn value(name: &'static str, value: f64, detail: impl Into<String>) -> Signal {
-        let value = if value.is_finite() { value.clamp(0.0, 1.0) } else { 0.0 };
+        let value = if value.is_finite() {
+            value.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         Signal {
             name,
             value,
@@ -102,6 +108,9 @@ pub struct SignalInput<'a> {
     /// there does not degrade the decision, and many users per IP is expected.
     pub trusted_network: bool,
     pub hour_local: Option<u32>,
+    /// The keystroke sample assessed against the user's template; `None` when the request
+    /// carried no keystrokes.
+    pub keystroke: Option<&'a KeystrokeAssessment>,
 }
 
 /// Evaluates every signal, in the order of the feature vector.
@@ -118,6 +127,7 @@ pub fn evaluate_all(input: &SignalInput<'_>) -> Vec<Signal> {
         ip_many_users(input),
         unusual_hour(input),
         learning(input),
+        keystroke_anomaly(input),
     ]
 }
 
@@ -147,7 +157,11 @@ pub fn new_device(input: &SignalInput<'_>) -> Signal {
 
 pub fn new_country(input: &SignalInput<'_>) -> Signal {
     const NAME: &str = "new_country";
-    let country = input.geo.city.as_ref().and_then(|city| city.country.as_deref());
+    let country = input
+        .geo
+        .city
+        .as_ref()
+        .and_then(|city| city.country.as_deref());
     let Some(country) = country else {
         return Signal::not_evaluable(NAME, geo_missing(input), "no country known for this IP");
     };
@@ -178,7 +192,11 @@ pub fn new_city(input: &SignalInput<'_>) -> Signal {
         );
     };
     match input.profile.cities.get(&key) {
-        Some(seen) => Signal::value(NAME, 0.0, format!("{key} seen in {} verified logins", seen.count)),
+        Some(seen) => Signal::value(
+            NAME,
+            0.0,
+            format!("{key} seen in {} verified logins", seen.count),
+        ),
         None => Signal::value(NAME, 1.0, format!("{key} never seen in a verified login")),
     }
 }
@@ -195,7 +213,11 @@ pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 pub fn impossible_travel(input: &SignalInput<'_>) -> Signal {
     const NAME: &str = "impossible_travel";
     let Some(last) = input.profile.last_verified.as_ref() else {
-        return Signal::not_evaluable(NAME, NotEvaluable::NoHistory, "no verified login to travel from");
+        return Signal::not_evaluable(
+            NAME,
+            NotEvaluable::NoHistory,
+            "no verified login to travel from",
+        );
     };
     if last.ip == input.ip.to_string() {
         return Signal::value(NAME, 0.0, "same IP as the last verified login");
@@ -225,7 +247,9 @@ pub fn impossible_travel(input: &SignalInput<'_>) -> Signal {
     let radius_here = city
         .and_then(|city| city.accuracy_radius_km)
         .unwrap_or(DEFAULT_ACCURACY_RADIUS_KM);
-    let radius_last = last.accuracy_radius_km.unwrap_or(DEFAULT_ACCURACY_RADIUS_KM);
+    let radius_last = last
+        .accuracy_radius_km
+        .unwrap_or(DEFAULT_ACCURACY_RADIUS_KM);
     let distance = distance_km(last_latitude, last_longitude, latitude, longitude);
     let effective = (distance - radius_here - radius_last).max(0.0);
     let hours = gap_ms as f64 / 3_600_000.0;
@@ -240,7 +264,9 @@ pub fn impossible_travel(input: &SignalInput<'_>) -> Signal {
         return Signal::value(
             NAME,
             0.0,
-            format!("{distance:.0} km from {from} in {minutes} min, within the accuracy of the geo data"),
+            format!(
+                "{distance:.0} km from {from} in {minutes} min, within the accuracy of the geo data"
+            ),
         );
     }
     let max_speed = input.config.max_travel_speed_kmh;
@@ -334,9 +360,17 @@ pub fn hosting_network(input: &SignalInput<'_>) -> Signal {
         None => "unknown ASN".to_owned(),
     };
     if hits.is_empty() {
-        Signal::value(NAME, 0.0, format!("{network} is not a known hosting network"))
+        Signal::value(
+            NAME,
+            0.0,
+            format!("{network} is not a known hosting network"),
+        )
     } else {
-        Signal::value(NAME, 1.0, format!("{network} is a hosting network: {}", hits.join(", ")))
+        Signal::value(
+            NAME,
+            1.0,
+            format!("{network} is a hosting network: {}", hits.join(", ")),
+        )
     }
 }
 
@@ -372,11 +406,17 @@ pub fn ip_many_users(input: &SignalInput<'_>) -> Signal {
         return Signal::value(
             NAME,
             0.0,
-            format!("{others} other users from this IP in {window} min, expected in a trusted network"),
+            format!(
+                "{others} other users from this IP in {window} min, expected in a trusted network"
+            ),
         );
     }
     let threshold = input.config.ip_users_threshold;
-    let span = input.config.ip_users_saturation.saturating_sub(threshold).max(1);
+    let span = input
+        .config
+        .ip_users_saturation
+        .saturating_sub(threshold)
+        .max(1);
     let value = saturating_ratio(others.saturating_sub(threshold), span);
     Signal::value(
         NAME,
@@ -388,7 +428,11 @@ pub fn ip_many_users(input: &SignalInput<'_>) -> Signal {
 pub fn unusual_hour(input: &SignalInput<'_>) -> Signal {
     const NAME: &str = "unusual_hour";
     let Some(hour) = input.hour_local.filter(|hour| *hour < 24) else {
-        return Signal::not_evaluable(NAME, NotEvaluable::MissingInput, "no time zone known for this IP");
+        return Signal::not_evaluable(
+            NAME,
+            NotEvaluable::MissingInput,
+            "no time zone known for this IP",
+        );
     };
     let total: u64 = input.profile.hours.iter().sum();
     if total < input.config.learning_logins {
@@ -426,6 +470,37 @@ pub fn learning(input: &SignalInput<'_>) -> Signal {
     } else {
         Signal::value("learning", 0.0, format!("{logins} verified logins"))
     }
+}
+
+/// Log-likelihood ratio at which `keystroke_anomaly` reaches its full value of 1; the
+/// keystroke calibration caps the ratio at 4.
+pub const KEYSTROKE_FULL_LLR: f64 = 4.0;
+
+/// Typing rhythm against the user's template. The value is the calibrated log-likelihood
+/// ratio of an impostor over [`KEYSTROKE_FULL_LLR`], so a weight of 4 in the rules adds the
+/// ratio itself to the log-odds; evidence for the genuine user counts as 0, never below.
+pub fn keystroke_anomaly(input: &SignalInput<'_>) -> Signal {
+    const NAME: &str = "keystroke_anomaly";
+    let Some(assessment) = input.keystroke else {
+        return Signal::not_evaluable(
+            NAME,
+            NotEvaluable::MissingInput,
+            "no keystroke timings were sent (autofill, paste or a password manager)",
+        );
+    };
+    if assessment.evaluable {
+        let llr = assessment.log_likelihood_ratio;
+        return Signal::value(
+            NAME,
+            llr / KEYSTROKE_FULL_LLR,
+            format!("log-likelihood ratio {llr:.2}: {}", assessment.reason),
+        );
+    }
+    let cause = match assessment.not_evaluable {
+        Some(KeystrokeNotEvaluable::TemplateNotReady { .. }) => NotEvaluable::NoHistory,
+        _ => NotEvaluable::MissingInput,
+    };
+    Signal::not_evaluable(NAME, cause, format!("keystrokes: {}", assessment.reason))
 }
 
 /// The local hour of `timestamp` in the IANA time zone `zone`.
@@ -483,7 +558,9 @@ mod tests {
     }
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn profile_in_london(logins: u64) -> Profile {
@@ -546,6 +623,7 @@ mod tests {
                 config: &self.config,
                 trusted_network: false,
                 hour_local: Some(9),
+                keystroke: None,
             }
         }
     }
@@ -578,12 +656,20 @@ mod tests {
     fn missing_geo_degrades_unless_trusted() {
         let fixture = Fixture::new(GeoRecord::default(), profile_in_london(1));
         let mut input = fixture.input("192.0.2.1", "2026-01-01T12:00:00Z");
-        for signal in [new_country(&input), new_city(&input), impossible_travel(&input)] {
+        for signal in [
+            new_country(&input),
+            new_city(&input),
+            impossible_travel(&input),
+        ] {
             assert!(!signal.evaluable, "{}", signal.name);
             assert!(signal.degrades(), "{}", signal.name);
         }
         input.trusted_network = true;
-        for signal in [new_country(&input), new_city(&input), impossible_travel(&input)] {
+        for signal in [
+            new_country(&input),
+            new_city(&input),
+            impossible_travel(&input),
+        ] {
             assert!(!signal.evaluable, "{}", signal.name);
             assert!(!signal.degrades(), "{}", signal.name);
         }
@@ -661,15 +747,27 @@ mod tests {
     #[test]
     fn learning_until_enough_verified_logins() {
         let fixture = Fixture::new(london(), profile_in_london(4));
-        assert_eq!(learning(&fixture.input("81.2.69.142", "2026-01-02T09:00:00Z")).value, 1.0);
+        assert_eq!(
+            learning(&fixture.input("81.2.69.142", "2026-01-02T09:00:00Z")).value,
+            1.0
+        );
         let fixture = Fixture::new(london(), profile_in_london(5));
-        assert_eq!(learning(&fixture.input("81.2.69.142", "2026-01-02T09:00:00Z")).value, 0.0);
+        assert_eq!(
+            learning(&fixture.input("81.2.69.142", "2026-01-02T09:00:00Z")).value,
+            0.0
+        );
     }
 
     #[test]
     fn local_hour_uses_time_zone() {
-        assert_eq!(local_hour(at("2026-07-01T12:00:00Z"), Some("Europe/London")), Some(13));
-        assert_eq!(local_hour(at("2026-07-01T12:00:00Z"), Some("Not/AZone")), None);
+        assert_eq!(
+            local_hour(at("2026-07-01T12:00:00Z"), Some("Europe/London")),
+            Some(13)
+        );
+        assert_eq!(
+            local_hour(at("2026-07-01T12:00:00Z"), Some("Not/AZone")),
+            None
+        );
         assert_eq!(local_hour(at("2026-07-01T12:00:00Z"), None), None);
     }
 }

@@ -155,12 +155,18 @@ impl Client {
     /// Scores a login and reports it as verified: passed MFA when asked, then succeeded.
     pub fn verified_login(&self, body: Value) -> Value {
         let decision = self.score(body);
-        assert_ne!(decision["decision"], "deny", "verified login was denied: {decision}");
+        assert_ne!(
+            decision["decision"], "deny",
+            "verified login was denied: {decision}"
+        );
         if decision["decision"] == "step_up" {
             self.event(&decision, "mfa_passed");
         }
         let event = self.event(&decision, "login_succeeded");
-        assert_eq!(event["profile_updated"], true, "login was not learned: {event}");
+        assert_eq!(
+            event["profile_updated"], true,
+            "login was not learned: {event}"
+        );
         decision
     }
 }

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::profile::{AttemptFacts, DecisionKind, DecisionState, Profile, plan_event};
 use crate::request::Outcome;
+use riskgate_models::keystroke::TemplateConfig;
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "riskgate.sqlite3";
@@ -77,6 +78,7 @@ CREATE INDEX IF NOT EXISTS attempts_by_user ON attempts(user_id);
 
 pub struct SqliteStore {
     path: PathBuf,
+    keystroke: TemplateConfig,
     connection: Mutex<Connection>,
     attempts_recorded: std::sync::atomic::AtomicU64,
 }
@@ -98,8 +100,13 @@ fn corrupt(what: &'static str, key: &str, error: impl std::fmt::Display) -> Stor
 }
 
 impl SqliteStore {
-    /// Opens or creates the database in `data_dir`.
-    pub fn open(data_dir: &Path, durability: Durability) -> Result<Self, StoreError> {
+    /// Opens or creates the database in `data_dir`; `keystroke` configures the keystroke
+    /// templates that verified logins enrol into.
+    pub fn open(
+        data_dir: &Path,
+        durability: Durability,
+        keystroke: TemplateConfig,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
             path: data_dir.display().to_string(),
             source,
@@ -116,6 +123,7 @@ impl SqliteStore {
         connection.execute_batch(SCHEMA)?;
         Ok(SqliteStore {
             path,
+            keystroke,
             connection: Mutex::new(connection),
             attempts_recorded: std::sync::atomic::AtomicU64::new(0),
         })
@@ -344,7 +352,7 @@ impl Store for SqliteStore {
             let mut profile =
                 read_profile(&transaction, &user_id)?.unwrap_or_else(|| Profile::new(&user_id));
             if plan.learn {
-                profile.learn(&facts);
+                profile.learn(&facts, &self.keystroke);
             } else {
                 profile.unlearn(&facts);
             }
@@ -440,7 +448,8 @@ mod tests {
     fn event_learns_and_persists_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+            let store =
+                SqliteStore::open(dir.path(), Durability::Full, TemplateConfig::default()).unwrap();
             store
                 .record_decision(&new_decision(
                     "d1",
@@ -456,7 +465,8 @@ mod tests {
                 .unwrap();
             assert!(result.plan.learn);
         }
-        let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+        let store =
+            SqliteStore::open(dir.path(), Durability::Full, TemplateConfig::default()).unwrap();
         let profile = store.load_profile("alice").unwrap().unwrap();
         assert_eq!(profile.verified_logins, 1);
         let stored = store.decision("d1").unwrap().unwrap();
@@ -480,7 +490,8 @@ mod tests {
     #[test]
     fn counters_use_attempt_time_windows() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
+        let store =
+            SqliteStore::open(dir.path(), Durability::Normal, TemplateConfig::default()).unwrap();
         for minute in 0..10 {
             let id = format!("f{minute}");
             store
@@ -527,7 +538,8 @@ mod tests {
     #[test]
     fn unknown_decision_returns_none() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+        let store =
+            SqliteStore::open(dir.path(), Durability::Full, TemplateConfig::default()).unwrap();
         assert!(
             store
                 .apply_event("missing", Outcome::LoginFailed, at(0))
@@ -540,7 +552,8 @@ mod tests {
     #[test]
     fn erase_removes_every_row_of_the_user() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+        let store =
+            SqliteStore::open(dir.path(), Durability::Full, TemplateConfig::default()).unwrap();
         store
             .record_decision(&new_decision(
                 "d1",
