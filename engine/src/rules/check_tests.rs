@@ -120,6 +120,20 @@ fn unknown_variable_with_near_name() {
 }
 
 #[test]
+fn field_of_a_value() {
+    assert_single(
+        &with_rule("risk.level > 0.5", "deny"),
+        "13:14: unknown variable `risk.level`",
+        "`risk` is a value and has no fields",
+    );
+    assert_single(
+        &with_rule("rsik > 0.5", "deny"),
+        "13:9: unknown variable `rsik`",
+        "did you mean `risk`?",
+    );
+}
+
+#[test]
 fn group_used_as_value() {
     assert_single(
         &with_rule("signals.new_device > 0.5", "deny"),
@@ -465,6 +479,45 @@ fn scoring_errors() {
         let roles = "\n[roles.default]\nmedium = [\"totp\"]\nhigh = [\"webauthn\"]\n";
         assert_single(&format!("{scoring}{roles}"), expected, help);
     }
+}
+
+#[test]
+fn sms_rule_factors_follow_roles() {
+    let sms_everywhere = "[scoring]\nbias = -4.0\nstep_up_at = 0.35\nhigh_at = 0.7\ndeny_at = 0.95\n\n[roles.default]\nmedium = [\"sms\"]\nhigh = [\"webauthn\"]\nallow_sms = true\n\n[roles.clerk]\nmedium = [\"totp\"]\nhigh = [\"webauthn\"]\n";
+    let rule = "\n[[rule]]\nid = \"r2\"\nwhen = 'true'\nthen = \"step_up\"\nfactors = [\"sms\"]\n";
+
+    // `clerk` does not allow sms, so an unfiltered rule cannot use it.
+    assert_single(
+        &format!("{sms_everywhere}{rule}"),
+        "20:12: factor `sms` in rule `r2` is not allowed for role `clerk`",
+        "`clerk` does not allow it",
+    );
+
+    // Limited to `default`, which allows sms, the rule is valid.
+    let filtered = format!("{sms_everywhere}{rule}roles = [\"default\"]\n");
+    assert!(check(&filtered).diagnostics.is_empty());
+
+    // Every role allows sms: an unfiltered rule is valid too.
+    let all = format!("{sms_everywhere}allow_sms = true\n{rule}");
+    assert!(check(&all).diagnostics.is_empty());
+}
+
+#[test]
+fn empty_file_reports_missing_tables() {
+    let checked = check("");
+    assert_eq!(
+        summary(&checked),
+        vec![
+            (
+                "1:1: missing `[scoring]` in the rules file".to_string(),
+                Some("add a `[scoring]` table with `bias`, `step_up_at`, `high_at` and `deny_at`".to_string())
+            ),
+            (
+                "1:1: missing role `default`: it sets the factors for requests with no role or an unknown role".to_string(),
+                Some("add a `[roles.default]` table with `medium` and `high` factor lists".to_string())
+            ),
+        ]
+    );
 }
 
 #[test]

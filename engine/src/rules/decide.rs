@@ -84,7 +84,7 @@ pub struct UserFacts {
     pub failures_15m: u64,
 }
 
-/// What the rules see of one login attempt.
+/// The facts of one login attempt that rules read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleInput {
     /// Model risk in [0, 1]. Any other value, NaN included, makes the
@@ -119,7 +119,7 @@ pub struct ShadowHit {
     pub action: ActionKind,
 }
 
-/// Why a rule was not evaluated.
+/// The reason a rule was not evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SkipReason {
@@ -135,7 +135,7 @@ pub enum SkipReason {
     InvalidRisk,
 }
 
-/// What happened to one rule.
+/// The outcome of one rule for one attempt.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "outcome", content = "detail")]
 pub enum RuleOutcome {
@@ -152,13 +152,16 @@ pub enum RuleOutcome {
 pub struct RuleTrace {
     pub id: String,
     pub mode: RuleMode,
+    /// Serialized as `"outcome"` and, for errored and skipped rules,
+    /// `"detail"`.
+    #[serde(flatten)]
     pub outcome: RuleOutcome,
     /// This rule's action is the decision before the list and policy
     /// steps.
     pub decided: bool,
 }
 
-/// The rules' answer for one attempt.
+/// The result of the rules for one attempt.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RulesDecision {
     pub decision: Decision,
@@ -176,9 +179,9 @@ pub struct RulesDecision {
     /// `deny_list`, `allow_list`, `rule:<id>`, `threshold`,
     /// `degraded_policy` or `learning_policy`.
     pub decided_by: String,
-    /// Why the risk could not be used, when it could not. The decision is
-    /// then the degraded policy (never allow) at level high, and `risk` is
-    /// the `high_at` threshold.
+    /// The reason the risk could not be used, if it could not. The decision
+    /// is then the degraded policy (never allow) at level high, and `risk`
+    /// is the `high_at` threshold.
     pub risk_error: Option<String>,
 }
 
@@ -193,6 +196,13 @@ impl RulesDecision {
     }
 }
 
+/// The final risk and whether a deny list matched.
+struct Scored {
+    risk: f64,
+    level: Level,
+    deny_listed: bool,
+}
+
 /// The rule that decided, before the list and policy steps.
 struct RuleDecision<'r> {
     rule: &'r Rule,
@@ -200,8 +210,8 @@ struct RuleDecision<'r> {
 }
 
 impl RuleSet {
-    /// Decides one attempt. Never panics on any input: conditions that fail
-    /// are recorded as errored and count as not matched.
+    /// Decides one attempt. A condition that fails, or panics inside the
+    /// CEL interpreter, is recorded as errored and counts as not matched.
     pub fn decide(&self, input: &RuleInput) -> RulesDecision {
         let mut run = Run::default();
         let role = self.effective_role(&input.role);
@@ -265,22 +275,29 @@ impl RuleSet {
             }
         }
 
-        self.finish(input, role, run, risk, level, deny_listed, ruled)
+        let scored = Scored {
+            risk,
+            level,
+            deny_listed,
+        };
+        self.finish(input, role, run, scored, ruled)
     }
 
     /// Applies the lists and policies to the first decision and picks the
     /// factors.
-    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         input: &RuleInput,
         role: &str,
         run: Run,
-        risk: f64,
-        level: Level,
-        deny_listed: bool,
+        scored: Scored,
         ruled: Option<RuleDecision>,
     ) -> RulesDecision {
+        let Scored {
+            risk,
+            level,
+            deny_listed,
+        } = scored;
         let policy = &self.settings.policy;
         let (mut decision, mut decided_by, mut explicit_allow) = if deny_listed {
             (Decision::Deny, "deny_list".to_string(), false)
@@ -341,10 +358,10 @@ impl RuleSet {
         }
     }
 
-    /// The decision when the risk cannot be used: a deny list still denies,
-    /// otherwise the degraded policy applies, never allow, at the high
-    /// level (reported risk `high_at`, high-level factors). Rules are not
-    /// evaluated, since they would compare an invalid risk.
+    /// Decides an attempt whose risk cannot be used. A deny list still
+    /// denies, and otherwise the degraded policy applies at the high level,
+    /// with risk `high_at` and the high-level factors, but never allows.
+    /// Rules are skipped because they would compare an invalid risk.
     fn risk_error_decision(
         &self,
         input: &RuleInput,
@@ -485,7 +502,7 @@ impl RuleSet {
             scope.add_variable_as_val("user", user);
         }
         if uses("ip") {
-            // `in_list` reads `lists`, which only holds the names that
+            // `in_list` reads `lists`, which contains only the names that
             // conditions test.
             let lists: Vec<Box<dyn Val>> = input
                 .ip_lists

@@ -748,7 +748,7 @@ fn default_rules_file_loads() {
     assert_eq!(result.decision, Decision::Deny);
     assert_eq!(result.decided_by, "rule:deny-tor-exit");
 
-    // Impossible travel asks a physician for a phishing-resistant factor.
+    // Impossible travel requires a phishing-resistant factor of a physician.
     let mut attempt = input(0.1);
     attempt.signals.push(SignalFact {
         name: "impossible_travel".into(),
@@ -791,6 +791,25 @@ fn default_rules_file_loads() {
 }
 
 #[test]
+fn readme_examples_load() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let mut examples = String::new();
+    for block in readme.split("```toml").skip(1) {
+        let end = block.find("```").unwrap();
+        examples.push_str(&block[..end]);
+    }
+    assert!(examples.contains("[[rule]]"));
+    let rules = with_base(&examples);
+    assert_eq!(rules.rules().len(), 4);
+
+    let mut attempt = input(0.1);
+    attempt.hour_local = Some(23);
+    let result = rules.decide(&attempt);
+    assert_eq!(result.decided_by, "rule:physician-night-outside");
+}
+
+#[test]
 fn folder_merges_files_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("10-base.toml"), BASE).unwrap();
@@ -816,6 +835,34 @@ fn folder_merges_files_in_name_order() {
     bytes.extend(std::fs::read(dir.path().join("20-override.toml")).unwrap());
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     assert_eq!(rules.version(), format!("sha256:{}", &digest[..16]));
+}
+
+#[test]
+fn decision_serializes_to_json() {
+    let rules = with_base(
+        r#"
+[[rule]]
+id = "errs"
+when = 'int(geo.city) > 3'
+then = "deny"
+
+[[rule]]
+id = "step"
+when = 'true'
+then = "step_up"
+"#,
+    );
+    let result = rules.decide(&input(0.1));
+    let json = serde_json::to_value(&result).unwrap();
+    assert_eq!(json["decision"], "step_up");
+    assert_eq!(json["level"], "low");
+    assert_eq!(json["decided_by"], "rule:step");
+    assert_eq!(json["trace"][0]["id"], "errs");
+    assert_eq!(json["trace"][0]["outcome"], "errored");
+    assert!(json["trace"][0]["detail"].as_str().unwrap().contains("int"));
+    assert_eq!(json["trace"][1]["outcome"], "matched");
+    assert_eq!(json["trace"][1]["decided"], true);
+    assert_eq!(json["trace"][1]["mode"], "enforce");
 }
 
 #[test]
@@ -904,7 +951,12 @@ fn decide_cost() {
             100 + index
         ));
     }
-    let rules = load(&text);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.toml");
+    std::fs::write(&path, &text).unwrap();
+    let start = std::time::Instant::now();
+    let rules = RuleSet::load(&path).unwrap();
+    println!("load with 10 rules: {:?}", start.elapsed());
     assert_eq!(rules.rules().len(), 10);
     let mut attempt = input(0.2);
     attempt.signals = SIGNAL_NAMES

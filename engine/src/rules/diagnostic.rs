@@ -353,7 +353,8 @@ pub fn render_json(diagnostics: &[Diagnostic]) -> String {
             help: diagnostic.help.as_deref(),
         })
         .collect();
-    // Serializing plain strings and numbers cannot fail.
+    // serde_json fails only on maps with non-string keys and on failing
+    // `Serialize` impls, and `Entry` has neither.
     serde_json::to_string_pretty(&entries).unwrap_or_else(|_| "[]".to_string())
 }
 

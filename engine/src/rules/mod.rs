@@ -2,12 +2,12 @@
 //! security team tunes, with CEL conditions, turned into allow, step_up or
 //! deny and the acceptable MFA factors.
 //!
-//! Loading goes through separate stages so that each reports all of its
-//! errors with `file:line:column`: TOML to raw values with spans
-//! (`raw`), meanings of the settings (`settings`) and of the rules
-//! (`rule`), and CEL conditions resolved against the variable schema and
-//! compiled once (`schema`, `condition`). `decide` evaluates a compiled
-//! set per request. The format is documented in `rules/README.md`.
+//! Loading goes through separate stages, and each reports all of its
+//! errors with `file:line:column`. `raw` reads TOML into values with spans.
+//! `settings` and `rule` check their meaning, and `schema` and `condition`
+//! resolve CEL conditions against the variables and compile them once.
+//! `decide` evaluates a compiled set per request. The format is documented
+//! in `rules/README.md`.
 
 mod condition;
 mod decide;
@@ -77,9 +77,9 @@ pub const FACTOR_NAMES: [&str; 7] = [
 ];
 
 /// Stack size of the thread that parses and checks rules. The cel 0.15
-/// parser uses about 150 KiB of stack per nesting level in debug builds,
-/// so even the nesting limit of conditions needs more than the 2 MiB of an
-/// ordinary thread.
+/// parser needs roughly 150 KiB of stack per nested bracket in a debug
+/// build, so even the nesting limit of conditions needs more than the
+/// 2 MiB of an ordinary thread; 64 MiB parsed 90 nested brackets.
 const COMPILE_STACK_BYTES: usize = 64 * 1024 * 1024;
 
 /// A loaded, checked and compiled rule set. Share it behind an `Arc`: it
@@ -99,9 +99,9 @@ pub struct RuleSet {
     /// Signals any condition reads; only these are bound under `signals`.
     signals: BTreeSet<&'static str>,
     ip_lists: BTreeSet<String>,
-    /// Holds the CEL standard library and `in_list`; each decision binds
-    /// its variables in an inner scope of it, which is much cheaper than
-    /// building a context per request.
+    /// Root CEL context with the standard library and `in_list`. Each
+    /// decision binds its variables in an inner scope of it, because that
+    /// is much cheaper than building a context per request.
     root: Context<'static, 'static>,
 }
 
@@ -176,8 +176,8 @@ impl RuleSet {
         self.settings.scoring.thresholds
     }
 
-    /// Whether `ip` is in `trusted_networks`, where a missing geo record
-    /// does not make a request degraded.
+    /// Checks whether `ip` is in `trusted_networks`, where a missing geo
+    /// record does not make a request degraded.
     pub fn is_trusted_network(&self, ip: IpAddr) -> bool {
         Lists::contains(&self.settings.lists.trusted_networks, ip)
     }

@@ -2,7 +2,7 @@
 //! file and byte span it came from, and later files of a folder overriding
 //! earlier ones key by key. Only the shape is checked here (known keys and
 //! value types), so that every such error of every table is reported in
-//! one pass; meanings are checked by the next stage.
+//! one pass. The next stage checks meanings.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,8 +31,8 @@ pub(crate) struct RawRuleSet {
     pub roles: BTreeMap<String, RawRole>,
     pub lists: RawLists,
     pub rules: Vec<RawRule>,
-    /// Where the last file starts, for errors about something missing
-    /// everywhere.
+    /// Start of the last file, the position of errors about something
+    /// missing from every file.
     pub last_file: Option<Loc>,
 }
 
@@ -315,7 +315,7 @@ fn read_rules(rules: &mut Vec<RawRule>, top: &Table, reporter: &mut Reporter) {
 struct Table<'a, 'i> {
     entries: &'a DeTable<'i>,
     file: usize,
-    /// How messages name the table, e.g. "`[scoring]`".
+    /// Name of the table in messages, e.g. "`[scoring]`".
     title: String,
 }
 

@@ -27,7 +27,7 @@ pub enum RuleMode {
     Shadow,
 }
 
-/// What a rule does when its condition matches.
+/// The action of a rule whose condition matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
@@ -344,12 +344,12 @@ fn check_rule_factors(
         .flat_map(|roles| roles.value.iter().map(|role| role.value.as_str()))
         .collect();
     let sms_forbidden_for = if filter_roles.is_empty() {
-        // Without a filter the rule applies to every role, `default` too.
+        // Without a filter the rule applies to every role, `default` too,
+        // whose absence is reported on its own.
         raw.roles
             .iter()
             .find(|(_, role)| !role.allow_sms.as_ref().is_some_and(|flag| flag.value))
             .map(|(name, _)| name.clone())
-            .or_else(|| Some("default".to_string()))
     } else {
         filter_roles
             .iter()

@@ -1,7 +1,7 @@
 //! The variables a condition can read, with their CEL types, and a static
-//! checker that resolves every name in a parsed condition against them and
-//! infers types, so that typos and type errors are load errors rather than
-//! rules that silently never match.
+//! checker that resolves every name of a parsed condition and infers types.
+//! Typos and type errors thus fail the load instead of making rules that
+//! silently never match.
 //!
 //! The checker accepts a subset of CEL: no list macros (`all`, `exists`,
 //! `map`, ...), no `has()`, no map or message literals and no `matches`.
@@ -20,8 +20,9 @@ use super::SIGNAL_NAMES;
 use super::diagnostic::{CheckError, closest, quote_list};
 
 /// A CEL type as the checker tracks it. `Dyn` is a type that is not known,
-/// such as the elements of an empty list, and is accepted everywhere; it is
-/// also returned after an error so that one mistake is reported once.
+/// such as the elements of an empty list, and is accepted everywhere. The
+/// checker also returns it after an error, so that one mistake is reported
+/// once.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Ty {
     Bool,
@@ -123,7 +124,7 @@ pub(crate) struct ConditionError {
     pub help: Option<String>,
 }
 
-/// What a condition that passed the checker reads.
+/// The variables and IP lists that a checked condition reads.
 #[derive(Debug, Default)]
 pub(crate) struct References {
     /// Top-level variables read.
@@ -356,20 +357,26 @@ impl Checker<'_> {
                 }
                 format!("did you mean `{fixed}`?")
             });
-            let help = help.or_else(|| {
-                Some(format!(
-                    "expected one of {}",
-                    quote_list(siblings.iter().map(|s| s.as_str()))
-                ))
+            let help = help.unwrap_or_else(|| {
+                if siblings.is_empty() {
+                    // A field selected on a value, such as `risk.x`.
+                    format!("`{prefix}` is a value and has no fields")
+                } else {
+                    format!(
+                        "expected one of {}",
+                        quote_list(siblings.iter().map(|s| s.as_str()))
+                    )
+                }
             });
-            self.error(span.clone(), CheckError::UnknownVariable { path }, help);
+            self.error(
+                span.clone(),
+                CheckError::UnknownVariable { path },
+                Some(help),
+            );
             return Ty::Dyn;
         }
-        // Every segment was a group or a variable, yet the whole path is
-        // neither: a field selected on a variable, such as `risk.x`.
-        let span = self.span(expr);
-        let help = Some(format!("`{prefix}` has no fields"));
-        self.error(span, CheckError::UnknownVariable { path }, help);
+        // Unreachable: a path whose every segment resolves is a variable or
+        // a group, both handled above.
         Ty::Dyn
     }
 
@@ -496,7 +503,7 @@ impl Checker<'_> {
         }
     }
 
-    /// All operands of a call: the target first, then the arguments.
+    /// Returns the operands of a call: the target first, then the arguments.
     fn operands<'e>(&self, call: &'e CallExpr) -> Vec<&'e IdedExpr> {
         call.target
             .iter()
@@ -649,6 +656,8 @@ impl Checker<'_> {
         };
         let left_ty = self.check(left);
         let right_ty = self.check(right);
+
+        // Both operands must have one type that the operator accepts.
         let ty = if left_ty == Ty::Dyn {
             &right_ty
         } else {
@@ -662,8 +671,11 @@ impl Checker<'_> {
         if accepted && left_ty.is(&right_ty) {
             return ty.clone();
         }
+
         let help = if left_ty.is_numeric() && right_ty.is_numeric() {
             "CEL does not mix int, uint and double in arithmetic: convert one side with `double(...)` or `int(...)`, or write `1.0` for a double".to_string()
+        } else if operator == "+" {
+            "`+` adds two numbers of one type, or joins two strings or two lists".to_string()
         } else {
             format!("`{operator}` needs two numbers of one type")
         };
@@ -671,13 +683,7 @@ impl Checker<'_> {
         self.error(
             span,
             CheckError::InvalidOperands {
-                operator: match operator {
-                    "+" => "+",
-                    "-" => "-",
-                    "*" => "*",
-                    "/" => "/",
-                    _ => "%",
-                },
+                operator,
                 left: left_ty.to_string(),
                 right: right_ty.to_string(),
             },
@@ -957,8 +963,8 @@ impl Checker<'_> {
     }
 }
 
-/// Whether `==` between the two types can ever be true: same type, two
-/// numbers, or lists of comparable elements.
+/// Checks whether `==` between the two types can ever be true: same type,
+/// two numbers, or lists of comparable elements.
 fn comparable(left: &Ty, right: &Ty) -> bool {
     match (left, right) {
         (Ty::Dyn, _) | (_, Ty::Dyn) => true,
@@ -967,7 +973,7 @@ fn comparable(left: &Ty, right: &Ty) -> bool {
     }
 }
 
-/// Whether `<` and the other orderings accept the two types.
+/// Checks whether `<` and the other orderings accept the two types.
 fn ordered(left: &Ty, right: &Ty) -> bool {
     match (left, right) {
         (Ty::Dyn, _) | (_, Ty::Dyn) => true,
@@ -984,7 +990,7 @@ fn join_path(prefix: &str, segment: &str) -> String {
     }
 }
 
-/// Whether `path` is a group of variables such as `signals` or `geo`.
+/// Checks whether `path` is a group of variables such as `signals`.
 fn is_group(path: &str) -> bool {
     let prefix = format!("{path}.");
     VARIABLES

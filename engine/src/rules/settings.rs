@@ -47,9 +47,9 @@ pub(crate) struct Scoring {
 
 #[derive(Debug)]
 pub(crate) struct Policy {
-    /// What an allow becomes when the request is degraded.
+    /// Replacement for an allow when the request is degraded.
     pub degraded: Decision,
-    /// What an allow becomes for a user still in the learning state.
+    /// Replacement for an allow when the user is still learning.
     pub learning: Decision,
 }
 
@@ -121,7 +121,19 @@ pub(crate) fn check(
 }
 
 fn check_scoring(raw: &RawScoring, fallback: &Loc, reporter: &mut Reporter) -> Option<Scoring> {
-    let table_loc = raw.table.clone().unwrap_or_else(|| fallback.clone());
+    let Some(table_loc) = raw.table.clone() else {
+        reporter.error(
+            fallback,
+            CheckError::MissingKey {
+                key: "[scoring]".into(),
+                table: "the rules file".into(),
+            },
+            Some(
+                "add a `[scoring]` table with `bias`, `step_up_at`, `high_at` and `deny_at`".into(),
+            ),
+        );
+        return None;
+    };
     let require = |key: &str, value: &Option<Located<f64>>, reporter: &mut Reporter| {
         if !raw.written.contains(key) {
             reporter.error(
@@ -480,8 +492,8 @@ fn check_networks(list: &Option<StringList>, reporter: &mut Reporter) -> Option<
     networks
 }
 
-/// Whether a role or rule id is made of letters, digits, `_`, `-` and `.`,
-/// 1 to 64 characters long.
+/// Checks that a role or rule id is 1 to 64 letters, digits, `_`, `-` and
+/// `.`.
 pub(crate) fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64

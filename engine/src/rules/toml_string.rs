@@ -1,6 +1,6 @@
-//! Maps byte offsets inside a decoded TOML string back to the file, so that
-//! an error at a column of a CEL condition points at the right character
-//! of the rules file even when the string uses escapes or spans lines.
+//! Maps byte offsets inside a decoded TOML string back to the file. An
+//! error at a column of a CEL condition then points at the right character
+//! of the rules file, even when the string uses escapes or spans lines.
 
 /// Returns, for every byte offset of the decoded string and for its end,
 /// the offset in `raw`, the string token as written in the file with its
