@@ -353,8 +353,8 @@ pub fn render_json(diagnostics: &[Diagnostic]) -> String {
             help: diagnostic.help.as_deref(),
         })
         .collect();
-    // serde_json fails only on maps with non-string keys and on failing
-    // `Serialize` impls, and `Entry` has neither.
+    // Per the serde_json 1 docs of `to_string_pretty`, it fails only on maps
+    // with non-string keys or a failing `Serialize` impl: `Entry` has neither.
     serde_json::to_string_pretty(&entries).unwrap_or_else(|_| "[]".to_string())
 }
 
