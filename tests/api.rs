@@ -7,7 +7,6 @@ use common::{Client, TestServer, login, reason};
 use serde_json::{Value, json};
 
 const LONDON: &str = "81.2.69.142";
-const LONDON_NEARBY: &str = "81.2.69.160";
 const CHANGCHUN: &str = "175.16.199.0";
 const MILTON: &str = "216.160.83.56";
 const LINKOPING: &str = "89.160.20.112";

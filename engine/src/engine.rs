@@ -118,7 +118,7 @@ pub struct Engine {
 /// Builds the weights model that the rules file defines.
 fn model_from_rules(rules: &RuleSet) -> Result<LinearModel, StartError> {
     let version = format!("weights@{}", rules.version());
-    LinearModel::from_named_weights(version, rules.bias(), rules.weights())
+    LinearModel::from_named_weights(version, rules.bias(), rules.weights().iter().copied())
         .map_err(|error| StartError::Model(error.to_string()))
 }
 
@@ -381,7 +381,7 @@ impl Engine {
             decision_id: decision_id.clone(),
             decision: decision_kind(&outcome),
             risk: outcome.risk,
-            level: outcome.level.to_string(),
+            level: outcome.level.as_str().to_owned(),
             required_factors: outcome.required_factors.clone(),
             reasons,
             matched_rules: outcome.matched_rules.clone(),
@@ -494,13 +494,13 @@ impl Engine {
                 .with_label_values(&[&hit.id, "shadow"])
                 .inc();
         }
-        for trace in &outcome.trace {
-            if trace.is_error() {
-                self.metrics
-                    .rule_errors
-                    .with_label_values(&[&trace.id])
-                    .inc();
-            }
+        for (id, message) in outcome.errored_rules() {
+            self.metrics.rule_errors.with_label_values(&[id]).inc();
+            tracing::warn!(
+                rule = id,
+                error = message,
+                "rule condition failed to evaluate"
+            );
         }
         for signal in degraded_by {
             self.metrics.degraded.with_label_values(&[signal]).inc();

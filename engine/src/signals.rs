@@ -519,6 +519,7 @@ mod tests {
     use super::*;
     use crate::geo::{AsnRecord, CityRecord};
     use crate::profile::AttemptFacts;
+    use riskgate_models::keystroke::TemplateConfig;
 
     fn london() -> GeoRecord {
         GeoRecord {
@@ -566,19 +567,22 @@ mod tests {
     fn profile_in_london(logins: u64) -> Profile {
         let mut profile = Profile::new("alice");
         for index in 0..logins {
-            profile.learn(&AttemptFacts {
-                at: at("2026-01-01T09:00:00Z") + chrono::Duration::hours(index as i64),
-                ip: "81.2.69.142".into(),
-                network: "81.2.69.142".into(),
-                device_hash: Some("device-a".into()),
-                country: Some("GB".into()),
-                city: Some("London".into()),
-                latitude: Some(51.5142),
-                longitude: Some(-0.0931),
-                accuracy_radius_km: Some(100.0),
-                hour_local: Some(9),
-                keystroke_sample: None,
-            });
+            profile.learn(
+                &AttemptFacts {
+                    at: at("2026-01-01T09:00:00Z") + chrono::Duration::hours(index as i64),
+                    ip: "81.2.69.142".into(),
+                    network: "81.2.69.142".into(),
+                    device_hash: Some("device-a".into()),
+                    country: Some("GB".into()),
+                    city: Some("London".into()),
+                    latitude: Some(51.5142),
+                    longitude: Some(-0.0931),
+                    accuracy_radius_km: Some(100.0),
+                    hour_local: Some(9),
+                    keystroke_sample: None,
+                },
+                &TemplateConfig::default(),
+            );
         }
         profile
     }
@@ -654,7 +658,12 @@ mod tests {
 
     #[test]
     fn missing_geo_degrades_unless_trusted() {
-        let fixture = Fixture::new(GeoRecord::default(), profile_in_london(1));
+        let nothing = GeoRecord {
+            city: None,
+            asn: None,
+            anonymous: AnonymousStatus::NotListed,
+        };
+        let fixture = Fixture::new(nothing, profile_in_london(1));
         let mut input = fixture.input("192.0.2.1", "2026-01-01T12:00:00Z");
         for signal in [
             new_country(&input),

@@ -43,6 +43,17 @@ pub enum Level {
     Critical,
 }
 
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Low => "low",
+            Level::Medium => "medium",
+            Level::High => "high",
+            Level::Critical => "critical",
+        }
+    }
+}
+
 /// One signal as the engine computed it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SignalFact {
