@@ -1,6 +1,9 @@
 //! Latency of one `Engine::score` call: enrichment, profile, counters, signals, model, rules
 //! and the recorded decision, with the shipped configuration and a warm profile cache.
 
+// A benchmark whose setup fails has nothing to measure, so it stops at the first error.
+#![allow(clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -1,9 +1,12 @@
 //! Helpers shared by the integration tests: a real server on a loopback port, and a client.
 
-#![allow(dead_code)]
+// Test helpers fail the calling test on any setup error, which is what a test wants.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -190,4 +193,32 @@ pub fn login(user: &str, ip: &str, timestamp: &str, device: &str) -> Value {
         "app": "crm",
         "device": {"id": device, "attributes": {"screen": "1920x1080", "tz": "Europe/London"}},
     })
+}
+
+/// Starts `riskgate serve` on a free port and returns the process and its base URL.
+pub fn spawn_server(data_dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_riskgate"))
+        .arg("serve")
+        .arg("--config")
+        .arg(repo_root().join("riskgate.toml"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("riskgate serve starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line `{line}`"))
+        .to_owned();
+    (child, base)
 }
