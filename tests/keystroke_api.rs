@@ -2,6 +2,9 @@
 //! a user enrols with their own samples through verified logins, then is scored with their
 //! own later samples and with another subject's.
 
+// The fixture helpers below fail the calling test on a bad fixture, as a test wants.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Client, TestServer, login, reason, repo_root};
