@@ -5,6 +5,7 @@
 //! single-machine default. Every write that touches more than one row runs in one transaction,
 //! so a crash never leaves half an event applied.
 
+pub mod memory;
 pub mod sqlite;
 
 use chrono::{DateTime, Duration, Utc};
