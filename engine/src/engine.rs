@@ -262,6 +262,16 @@ impl Engine {
 
     /// Scores a validated attempt and records the decision.
     pub fn score(&self, attempt: &Attempt) -> Result<ScoreResponse, ApiError> {
+        self.score_with_features(attempt)
+            .map(|(response, _features)| response)
+    }
+
+    /// Scores a validated attempt, records the decision, and also returns the feature vector
+    /// the model saw, for offline training and parity checks.
+    pub fn score_with_features(
+        &self,
+        attempt: &Attempt,
+    ) -> Result<(ScoreResponse, FeatureVector), ApiError> {
         let started = Instant::now();
         let active = self.active.load();
 
@@ -444,7 +454,7 @@ impl Engine {
             degraded,
             "scored a login"
         );
-        Ok(response)
+        Ok((response, features))
     }
 
     fn assess_keystrokes(
