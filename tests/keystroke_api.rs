@@ -59,10 +59,10 @@ fn keystroke_contribution(decision: &Value) -> f64 {
 }
 
 /// Every subject enrols 40 of their own samples through verified logins, then is scored with
-/// 5 of their later samples and the first sample of each other subject. The bounds leave room
-/// around the rates measured through this path (13 of 60 genuine samples with a keystroke
-/// reason, 83 of 132 impostor samples at 2 or more), so a wiring fault that drops,
-/// inverts or rescales the signal fails here.
+/// 5 of their later samples and the first sample of each other subject. Through this path,
+/// 13 of 60 genuine samples gave a keystroke reason and 83 of 132 impostor samples contributed
+/// 2 or more. The bounds leave room around those rates, so a wiring fault that drops, inverts
+/// or rescales the signal fails here.
 #[test]
 fn genuine_typing_passes_impostor_flagged() {
     let data = iiitbh();

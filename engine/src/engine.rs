@@ -102,8 +102,8 @@ pub struct Engine {
     list_roles: ListRoles,
     store: Arc<dyn Store>,
     profiles: Cache<String, Arc<Profile>>,
-    /// Incremented whenever an event changes a profile; a profile read from the store is only
-    /// cached when no change happened while it was being read, so the cache never keeps a
+    /// Counter incremented whenever an event changes a profile. A profile read from the store
+    /// is cached only if no change happened during the read, so the cache never keeps a
     /// profile older than the store's.
     profile_epoch: std::sync::atomic::AtomicU64,
     active: ArcSwap<Active>,
@@ -216,7 +216,7 @@ impl Engine {
         }
     }
 
-    /// The error of the last rejected reload, cleared by the next successful one.
+    /// Returns the error of the last rejected reload, cleared by the next successful one.
     pub fn last_reload_error(&self) -> Option<String> {
         self.last_reload_error.load().as_ref().clone()
     }
@@ -607,7 +607,7 @@ impl Engine {
         Ok(erased)
     }
 
-    /// Checks that the store answers.
+    /// Checks that the store responds.
     pub fn ready(&self) -> Result<(), String> {
         self.store.ping().map_err(|error| error.to_string())
     }

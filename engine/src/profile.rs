@@ -39,7 +39,7 @@ pub struct VerifiedLogin {
     pub city: Option<String>,
 }
 
-/// Everything the engine knows about one user.
+/// History the engine keeps for one user.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub user_id: String,
@@ -60,8 +60,8 @@ pub struct Profile {
     pub keystroke_template: Option<KeystrokeTemplate>,
 }
 
-/// What a scored attempt looked like, recorded with its decision so that a later outcome can
-/// teach the profile without the client sending the attempt again.
+/// Facts of a scored attempt, recorded with its decision so that a later outcome can teach the
+/// profile without the client sending the attempt again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptFacts {
     pub at: DateTime<Utc>,
@@ -85,7 +85,7 @@ impl AttemptFacts {
     }
 }
 
-/// The key of a city in [`Profile::cities`].
+/// Returns the key of a city in [`Profile::cities`].
 pub fn city_key(country: Option<&str>, city: Option<&str>) -> Option<String> {
     match (country, city) {
         (Some(country), Some(city)) => Some(format!("{country}/{city}")),
@@ -274,7 +274,7 @@ pub struct DecisionState {
     pub learned: bool,
 }
 
-/// What one outcome does.
+/// Effect of one outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct EventPlan {
     /// The outcome was already recorded for this decision; nothing changes.
@@ -291,7 +291,7 @@ pub struct EventPlan {
 ///
 /// A login teaches the profile once it is verified: `login_succeeded` after an allow, or
 /// `login_succeeded` together with `mfa_passed` (in either order) after a step-up. A success
-/// reported after a deny teaches nothing, because the CRM was told to refuse that login; an
+/// reported after a deny teaches nothing, because the decision refused that login; an
 /// analyst's `confirmed_safe` is the only way to learn from it. `reported_not_me` and
 /// `confirmed_compromised` undo what the login taught and count as failures.
 pub fn plan_event(state: &DecisionState, outcome: Outcome) -> EventPlan {

@@ -2,10 +2,10 @@
 //! counters.
 //!
 //! Each signal returns a value in `[0, 1]`, whether it could be evaluated, and a reason in
-//! words. A signal that cannot be evaluated contributes nothing to the risk, so when the cause
-//! is missing data about the attempt itself (no geo record, no coordinates, a timestamp not
-//! after the last verified login) it also marks the decision degraded: the degraded policy,
-//! not a low score, decides such a login.
+//! words. A signal that cannot be evaluated contributes nothing to the risk. When the cause is
+//! missing data about the attempt itself (no geo record, no coordinates, a timestamp not after
+//! the last verified login), it also marks the decision degraded, so the degraded policy and
+//! not a low score decides such a login.
 
 use std::net::IpAddr;
 
@@ -26,7 +26,7 @@ pub const DEFAULT_ACCURACY_RADIUS_KM: f64 = 50.0;
 pub const MIN_TRAVEL_DISTANCE_KM: f64 = 100.0;
 const EARTH_RADIUS_KM: f64 = 6371.0088;
 
-/// Why a signal could not be evaluated.
+/// Cause of a signal that could not be evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotEvaluable {
@@ -77,7 +77,7 @@ impl Signal {
         }
     }
 
-    /// Whether this signal makes the decision degraded.
+    /// Returns whether this signal makes the decision degraded.
     pub fn degrades(&self) -> bool {
         self.not_evaluable == Some(NotEvaluable::Unavailable)
     }
@@ -131,7 +131,7 @@ pub fn evaluate_all(input: &SignalInput<'_>) -> Vec<Signal> {
     ]
 }
 
-/// The cause to give when geo data for the attempt is missing.
+/// Returns the cause to give when geo data for the attempt is missing.
 fn geo_missing(input: &SignalInput<'_>) -> NotEvaluable {
     if input.trusted_network {
         NotEvaluable::MissingInput
@@ -447,8 +447,8 @@ pub fn unusual_hour(input: &SignalInput<'_>) -> Signal {
         .iter()
         .map(|slot| input.profile.hours[*slot])
         .sum();
-    // Share of the user's logins within one hour of this one, against the 3/24 a user who logs
-    // in around the clock would have; one pseudo-login keeps a single login from being zero.
+    // Share of the user's logins within one hour of this one, compared with the 3/24 of a user
+    // who logs in around the clock. One pseudo-login keeps a single login from being zero.
     let share = (near as f64 + 0.125) / (total as f64 + 1.0);
     let value = (1.0 - share / 0.125).clamp(0.0, 1.0);
     Signal::value(
@@ -476,9 +476,9 @@ pub fn learning(input: &SignalInput<'_>) -> Signal {
 /// keystroke calibration caps the ratio at 4.
 pub const KEYSTROKE_FULL_LLR: f64 = 4.0;
 
-/// Typing rhythm against the user's template. The value is the calibrated log-likelihood
-/// ratio of an impostor over [`KEYSTROKE_FULL_LLR`], so a weight of 4 in the rules adds the
-/// ratio itself to the log-odds; evidence for the genuine user counts as 0, never below.
+/// Compares the typing rhythm with the user's template. The value is the calibrated
+/// log-likelihood ratio of an impostor over [`KEYSTROKE_FULL_LLR`], so a weight of 4 in the
+/// rules adds the ratio itself to the log-odds. Evidence for the genuine user counts as 0.
 pub fn keystroke_anomaly(input: &SignalInput<'_>) -> Signal {
     const NAME: &str = "keystroke_anomaly";
     let Some(assessment) = input.keystroke else {
@@ -503,13 +503,13 @@ pub fn keystroke_anomaly(input: &SignalInput<'_>) -> Signal {
     Signal::not_evaluable(NAME, cause, format!("keystrokes: {}", assessment.reason))
 }
 
-/// The local hour of `timestamp` in the IANA time zone `zone`.
+/// Returns the local hour of `timestamp` in the IANA time zone `zone`.
 pub fn local_hour(timestamp: DateTime<Utc>, zone: Option<&str>) -> Option<u32> {
     let zone: chrono_tz::Tz = zone?.parse().ok()?;
     Some(timestamp.with_timezone(&zone).hour())
 }
 
-/// The novelty network of `ip`, re-exported for the engine.
+/// Returns the novelty network of `ip`.
 pub fn network_of(ip: IpAddr) -> String {
     novelty_network(ip)
 }

@@ -18,7 +18,7 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The shipped configuration with its data directory moved to `data_dir`.
+/// Loads the shipped configuration with its data directory moved to `data_dir`.
 pub fn shipped_config(data_dir: &Path) -> Config {
     let mut config = Config::load(&repo_root().join("riskgate.toml")).expect("riskgate.toml loads");
     config.data_dir = data_dir.to_path_buf();
@@ -182,7 +182,7 @@ pub fn reason<'a>(decision: &'a Value, signal: &str) -> Option<&'a Value> {
         .find(|reason| reason["signal"] == signal)
 }
 
-/// A login body at `timestamp` from `ip` with device `device`.
+/// Builds a login body at `timestamp` from `ip` with device `device`.
 pub fn login(user: &str, ip: &str, timestamp: &str, device: &str) -> Value {
     serde_json::json!({
         "user_id": user,

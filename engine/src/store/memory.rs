@@ -53,7 +53,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    /// A store that keeps at most `max_decisions` decisions, with their full records only when
+    /// Creates a store that keeps at most `max_decisions` decisions, with their full records only when
     /// `keep_records` is set.
     pub fn new(keystroke: TemplateConfig, max_decisions: usize, keep_records: bool) -> Self {
         MemoryStore {

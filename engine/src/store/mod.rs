@@ -82,7 +82,7 @@ pub struct RecordedOutcome {
     pub received_at: DateTime<Utc>,
 }
 
-/// What applying an outcome did.
+/// Effect of applying an outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventResult {
     pub user_id: String,
@@ -126,6 +126,6 @@ pub trait Store: Send + Sync {
     /// Removes the user's profile, decisions and counter rows.
     fn erase_user(&self, user_id: &str) -> Result<Erased, StoreError>;
 
-    /// Checks that the backend answers.
+    /// Checks that the backend responds.
     fn ping(&self) -> Result<(), StoreError>;
 }
