@@ -321,6 +321,23 @@ fn keystroke_evaluate(file: &Path, detector: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Joins an error and its causes with `: `, leaving out a cause whose text the message
+/// already contains, since many library errors repeat their source in their own text.
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.command {
@@ -346,7 +363,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_chain(&error));
             ExitCode::FAILURE
         }
     }

@@ -425,3 +425,103 @@ fn api_keys_enforce_scopes() {
     assert_eq!(status(Some("admin-key")), 403);
     assert_eq!(status(Some("score-key")), 200);
 }
+
+#[test]
+fn reported_not_me_forces_step_up() {
+    let server = TestServer::start();
+    let client = server.client();
+    enrol_in_london(&client, "nora");
+    let intruder = client.score(login(
+        "nora",
+        LONDON,
+        "2026-03-03T10:00:00Z",
+        "intruder-laptop",
+    ));
+    assert_eq!(intruder["decision"], "allow", "{intruder}");
+    client.event(&intruder, "login_succeeded");
+    let report = client.event(&intruder, "reported_not_me");
+    assert_eq!(report["profile_updated"], true, "{report}");
+
+    let again = client.score(login(
+        "nora",
+        LONDON,
+        "2026-03-03T10:05:00Z",
+        "intruder-laptop",
+    ));
+    assert_eq!(again["decision"], "step_up", "{again}");
+    assert_eq!(again["learning"], true, "{again}");
+    let learning = reason(&again, "learning").expect("learning reason");
+    assert!(
+        learning["detail"]
+            .as_str()
+            .unwrap()
+            .contains("reported as not the user's"),
+        "{learning}"
+    );
+    // The user's own device stays known: the report removed only what the intruder added.
+    let own = client.score(login("nora", LONDON, "2026-03-03T10:06:00Z", "device-a"));
+    assert!(reason(&own, "new_device").is_none(), "{own}");
+}
+
+#[test]
+fn protocol_edge_cases_get_json_errors() {
+    let server = TestServer::start();
+    let client = server.client();
+    let future = client.post(
+        "/v1/score",
+        &json!({"user_id": "a", "ip": LONDON, "timestamp": "2099-06-01T12:00:00Z"}),
+    );
+    assert_eq!(future.status, 400, "{}", future.text);
+    assert_eq!(future.body["error"]["field"], "timestamp");
+
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let gzip = agent
+        .post(format!("{}/v1/score", server.base))
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .send(&[0x1f, 0x8b, 0x08, 0x00][..])
+        .unwrap();
+    assert_eq!(gzip.status().as_u16(), 415);
+
+    let head = agent
+        .head(format!("{}/healthz", server.base))
+        .call()
+        .unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+
+    let decision = client.score(login("olga", LONDON, "2026-03-03T10:00:00Z", "device-a"));
+    let upper = decision["decision_id"].as_str().unwrap().to_uppercase();
+    let found = client.get(&format!("/v1/decisions/{upper}"));
+    assert_eq!(found.status, 200, "{}", found.text);
+    let event = client.post(
+        "/v1/events",
+        &json!({"decision_id": upper, "outcome": "mfa_passed"}),
+    );
+    assert_eq!(event.status, 200, "{}", event.text);
+
+    let control = client.delete("/v1/users/%00");
+    assert_eq!(control.status, 400, "{}", control.text);
+}
+
+#[test]
+fn misspelt_list_name_stops_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::fs::read_to_string(common::repo_root().join("rules/default.toml"))
+        .unwrap()
+        .replace("ip.in_list(\"tor_exit\")", "ip.in_list(\"tor_exitt\")");
+    let path = dir.path().join("rules.toml");
+    std::fs::write(&path, rules).unwrap();
+    let mut config = common::shipped_config(dir.path());
+    config.rules = path;
+    let error = match riskgate_engine::engine::Engine::open(&config) {
+        Ok(_) => panic!("engine started with an unknown IP list name"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("`tor_exitt` (did you mean `tor_exit`?)"),
+        "{error}"
+    );
+}

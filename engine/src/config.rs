@@ -89,6 +89,9 @@ impl Default for StoreConfig {
 pub struct SignalConfig {
     /// Verified logins before a user leaves the learning state.
     pub learning_logins: u64,
+    /// Days after a login reported as not the user's during which every login steps up as
+    /// if the user were learning.
+    pub compromise_step_up_days: u32,
     pub user_failures_window_seconds: u64,
     pub user_failures_saturation: u64,
     pub ip_failures_window_seconds: u64,
@@ -109,6 +112,7 @@ impl Default for SignalConfig {
     fn default() -> Self {
         SignalConfig {
             learning_logins: 5,
+            compromise_step_up_days: 30,
             user_failures_window_seconds: 900,
             user_failures_saturation: 10,
             ip_failures_window_seconds: 3600,

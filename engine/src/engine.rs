@@ -122,11 +122,39 @@ fn model_from_rules(rules: &RuleSet) -> Result<LinearModel, StartError> {
         .map_err(|error| StartError::Model(error.to_string()))
 }
 
-fn load_rules(path: &Path) -> Result<RuleSet, StartError> {
-    RuleSet::load(path).map_err(|diagnostics| StartError::Rules {
+/// Loads the rules and checks that every `ip.in_list` name is a configured IP list, because
+/// a misspelt list name would silently switch its rule off.
+fn load_rules(path: &Path, list_names: &[String]) -> Result<RuleSet, StartError> {
+    let rules = RuleSet::load(path).map_err(|diagnostics| StartError::Rules {
         path: path.display().to_string(),
         report: diagnostics.to_string(),
-    })
+    })?;
+    let unknown: Vec<String> = rules
+        .ip_lists_used()
+        .iter()
+        .filter(|name| !list_names.contains(name))
+        .map(|name| {
+            let closest = list_names
+                .iter()
+                .min_by_key(|known| strsim::levenshtein(known, name))
+                .filter(|known| strsim::levenshtein(known, name) <= 2);
+            match closest {
+                Some(known) => format!("`{name}` (did you mean `{known}`?)"),
+                None => format!("`{name}`"),
+            }
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(StartError::Rules {
+            path: path.display().to_string(),
+            report: format!(
+                "ip.in_list names IP lists that are not configured: {}; configured lists: {}",
+                unknown.join(", "),
+                list_names.join(", ")
+            ),
+        });
+    }
+    Ok(rules)
 }
 
 impl Engine {
@@ -150,9 +178,9 @@ impl Engine {
         store: Arc<dyn Store>,
     ) -> Result<Engine, StartError> {
         let rules_path = config.rules_path();
-        let rules = load_rules(&rules_path)?;
-        let model = model_from_rules(&rules)?;
         let list_names = lists.names();
+        let rules = load_rules(&rules_path, &list_names)?;
+        let model = model_from_rules(&rules)?;
         let signal_config = config.signals.clone();
         let windows = CounterWindows {
             user_failures: Duration::seconds(signal_config.user_failures_window_seconds as i64),
@@ -187,7 +215,7 @@ impl Engine {
 
     /// Reloads the rules file; on error the active rules stay in force.
     pub fn reload_rules(&self) -> Result<String, StartError> {
-        let result = load_rules(&self.rules_path).and_then(|rules| {
+        let result = load_rules(&self.rules_path, &self.list_names).and_then(|rules| {
             let model = model_from_rules(&rules)?;
             Ok(Active { rules, model })
         });
@@ -336,7 +364,7 @@ impl Engine {
             .map(|signal| signal.name)
             .collect();
         let degraded = !degraded_by.is_empty();
-        let learning = profile.verified_logins < self.signal_config.learning_logins;
+        let learning = signals::is_learning(&profile, attempt.timestamp, &self.signal_config);
 
         let rule_input = rules::RuleInput {
             risk: prediction.risk,
@@ -547,7 +575,7 @@ impl Engine {
                     format!("no decision with id `{}`", event.decision_id),
                 )
             })?;
-        if result.plan.learn || result.plan.unlearn {
+        if result.plan.learn || result.plan.unlearn || result.plan.report_compromise {
             self.profile_epoch
                 .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             self.profiles.invalidate(&result.user_id);
@@ -562,19 +590,26 @@ impl Engine {
             decision_id: event.decision_id.clone(),
             outcome: event.outcome.as_str(),
             duplicate: result.plan.duplicate,
-            profile_updated: result.plan.learn || result.plan.unlearn,
+            profile_updated: result.plan.learn
+                || result.plan.unlearn
+                || result.plan.report_compromise,
             failure_counted: result.plan.record_failure,
         })
     }
 
     /// Returns a recorded decision.
     pub fn decision(&self, id: &str) -> Result<StoredDecision, ApiError> {
-        if uuid::Uuid::parse_str(id).is_err() {
+        let Ok(parsed) = uuid::Uuid::parse_str(id) else {
             return Err(ApiError::invalid(
                 "id",
-                format!("`{id}` is not a decision id (a UUID)"),
+                format!(
+                    "`{}` is not a decision id (a UUID)",
+                    crate::request::truncate(id)
+                ),
             ));
-        }
+        };
+        let id = parsed.to_string();
+        let id = id.as_str();
         self.store
             .decision(id)
             .map_err(|error| {
@@ -588,6 +623,17 @@ impl Engine {
 
     /// Erases a user's history.
     pub fn erase_user(&self, raw_user_id: &str) -> Result<Erased, ApiError> {
+        if raw_user_id.chars().count() > crate::request::MAX_ID_CHARS
+            || raw_user_id.chars().any(char::is_control)
+        {
+            return Err(ApiError::invalid(
+                "id",
+                format!(
+                    "the user id must be at most {} characters without control characters",
+                    crate::request::MAX_ID_CHARS
+                ),
+            ));
+        }
         let user_id = crate::request::normalize_user_id(raw_user_id);
         if user_id.is_empty() {
             return Err(ApiError::invalid("id", "the user id is empty"));

@@ -31,7 +31,9 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/v1/decisions/{id}", web::get().to(decision))
         .route("/v1/users/{id}", web::delete().to(erase_user))
         .route("/healthz", web::get().to(healthz))
+        .route("/healthz", web::head().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .route("/readyz", web::head().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/admin/reload", web::post().to(reload));
 }
@@ -49,11 +51,14 @@ fn authorize(state: &AppState, request: &HttpRequest, scope: Scope) -> Result<()
     if state.api_keys.is_empty() {
         return Ok(());
     }
+    // The scheme name is case-insensitive (RFC 9110, section 11.1).
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key)
         .ok_or_else(|| {
             ApiError::unauthorized("missing `Authorization: Bearer <api key>` header")
         })?;
@@ -82,7 +87,10 @@ fn scope_name(scope: Scope) -> &'static str {
     }
 }
 
-/// Reads a JSON body of at most `limit` bytes.
+/// Time allowed for a client to send the whole body once the headers have arrived.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a JSON body of at most `limit` bytes within [`BODY_TIMEOUT`].
 async fn read_json_body(
     request: &HttpRequest,
     mut payload: web::Payload,
@@ -110,17 +118,48 @@ async fn read_json_body(
     if declared.is_some_and(|length| length > limit) {
         return Err(ApiError::payload_too_large(limit));
     }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| {
-            ApiError::malformed(format!("cannot read the request body: {error}"), None)
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::payload_too_large(limit));
-        }
-        body.extend_from_slice(&chunk);
+    let encoding = request
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty() && !value.eq_ignore_ascii_case("identity"));
+    if let Some(encoding) = encoding {
+        return Err(ApiError {
+            status: 415,
+            code: "unsupported_content_encoding",
+            message: format!(
+                "content encoding `{}` is not supported: send the JSON body uncompressed",
+                crate::request::truncate(encoding)
+            ),
+            field: None,
+        });
     }
-    Ok(body)
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|error| {
+                ApiError::malformed(format!("cannot read the request body: {error}"), None)
+            })?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::payload_too_large(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    match actix_web::rt::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError {
+            status: 408,
+            code: "request_timeout",
+            message: format!(
+                "the request body did not arrive within {} seconds",
+                BODY_TIMEOUT.as_secs()
+            ),
+            field: None,
+        }),
+    }
 }
 
 fn count(state: &AppState, endpoint: &str, status: u16) {
@@ -161,10 +200,21 @@ fn respond<T: serde::Serialize>(
         }
         Err(error) => {
             count(state, endpoint, error.status);
-            if error.status >= 500 {
-                tracing::warn!(endpoint, code = error.code, message = %error.message, "request failed");
-            } else {
-                tracing::debug!(endpoint, code = error.code, field = ?error.field, "request rejected");
+            // Values from the request are not logged: they may hold personal data.
+            match error.status {
+                500.. => {
+                    tracing::warn!(endpoint, code = error.code, message = %error.message, "request failed")
+                }
+                401 | 403 => {
+                    tracing::warn!(
+                        endpoint,
+                        code = error.code,
+                        "request rejected: authentication"
+                    )
+                }
+                _ => {
+                    tracing::info!(endpoint, code = error.code, field = ?error.field, "request rejected")
+                }
             }
             actix_web::ResponseError::error_response(&error)
         }

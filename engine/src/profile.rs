@@ -18,6 +18,9 @@ use crate::request::Outcome;
 
 /// Maximum entries kept per history map; the least recently seen entry is evicted first.
 pub const MAX_HISTORY_ENTRIES: usize = 256;
+/// Verified logins kept as travel origins, so that unlearning the newest restores the one
+/// before it.
+pub const RECENT_VERIFIED_LOGINS: usize = 8;
 
 /// When a value was first and last seen in a verified login, and how often.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,7 +57,16 @@ pub struct Profile {
     pub networks: BTreeMap<String, Seen>,
     /// Verified logins per local hour of day at the login's location (UTC when unknown).
     pub hours: [u64; 24],
+    /// The newest verified login, the origin of travel checks.
     pub last_verified: Option<VerifiedLogin>,
+    /// Verified logins before `last_verified`, oldest first, at most
+    /// [`RECENT_VERIFIED_LOGINS`] minus one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_verified: Vec<VerifiedLogin>,
+    /// When the user last reported a login as not theirs, or an analyst confirmed a
+    /// compromise. Logins step up for a while after it, like a learning user's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compromise_reported_at: Option<DateTime<Utc>>,
     /// Typing-rhythm template built from the keystroke samples of verified logins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keystroke_template: Option<KeystrokeTemplate>,
@@ -158,20 +170,42 @@ impl Profile {
         if let Some(hour) = facts.hour_local.filter(|hour| *hour < 24) {
             self.hours[hour as usize] += 1;
         }
+        let login = VerifiedLogin {
+            at: facts.at,
+            ip: facts.ip.clone(),
+            latitude: facts.latitude,
+            longitude: facts.longitude,
+            accuracy_radius_km: facts.accuracy_radius_km,
+            country: facts.country.clone(),
+            city: facts.city.clone(),
+        };
+        let mut logins = self.verified_history();
+        let position = logins.partition_point(|earlier| earlier.at <= login.at);
+        logins.insert(position, login);
+        self.set_verified_history(logins);
+    }
+
+    /// Returns the remembered verified logins, oldest first.
+    fn verified_history(&mut self) -> Vec<VerifiedLogin> {
+        let mut logins = std::mem::take(&mut self.earlier_verified);
+        logins.extend(self.last_verified.take());
+        logins
+    }
+
+    fn set_verified_history(&mut self, mut logins: Vec<VerifiedLogin>) {
+        let excess = logins.len().saturating_sub(RECENT_VERIFIED_LOGINS);
+        logins.drain(..excess);
+        self.last_verified = logins.pop();
+        self.earlier_verified = logins;
+    }
+
+    /// Records that a login was reported as not the user's, or confirmed compromised.
+    pub fn report_compromise(&mut self, at: DateTime<Utc>) {
         let newer = self
-            .last_verified
-            .as_ref()
-            .is_none_or(|last| last.at <= facts.at);
+            .compromise_reported_at
+            .is_none_or(|previous| previous < at);
         if newer {
-            self.last_verified = Some(VerifiedLogin {
-                at: facts.at,
-                ip: facts.ip.clone(),
-                latitude: facts.latitude,
-                longitude: facts.longitude,
-                accuracy_radius_km: facts.accuracy_radius_km,
-                country: facts.country.clone(),
-                city: facts.city.clone(),
-            });
+            self.compromise_reported_at = Some(at);
         }
     }
 
@@ -206,13 +240,14 @@ impl Profile {
         self.keystroke_template = Some(template);
     }
 
-    /// Removes a login that was learned and later reported as not the user's.
+    /// Removes a login that was learned and later reported as not the user's. Counts drop by
+    /// one, so a device or place that earlier verified logins used stays known.
     pub fn unlearn(&mut self, facts: &AttemptFacts) {
         self.verified_logins = self.verified_logins.saturating_sub(1);
         if let Some(device) = &facts.device_hash {
-            self.devices.remove(device);
+            forget(&mut self.devices, device);
         }
-        self.networks.remove(&facts.network);
+        forget(&mut self.networks, &facts.network);
         if let Some(country) = &facts.country {
             forget(&mut self.countries, country);
         }
@@ -228,13 +263,14 @@ impl Profile {
         if facts.keystroke_sample.is_some() {
             self.keystroke_template = None;
         }
-        let was_last = self
-            .last_verified
-            .as_ref()
-            .is_some_and(|last| last.at == facts.at && last.ip == facts.ip);
-        if was_last {
-            self.last_verified = None;
+        let mut logins = self.verified_history();
+        if let Some(position) = logins
+            .iter()
+            .position(|login| login.at == facts.at && login.ip == facts.ip)
+        {
+            logins.remove(position);
         }
+        self.set_verified_history(logins);
     }
 }
 
@@ -285,6 +321,8 @@ pub struct EventPlan {
     pub learn: bool,
     /// Remove the attempt's facts from the profile.
     pub unlearn: bool,
+    /// Mark the profile as recently compromised.
+    pub report_compromise: bool,
 }
 
 /// Decides what `outcome` does to a decision in `state`.
@@ -314,6 +352,7 @@ pub fn plan_event(state: &DecisionState, outcome: Outcome) -> EventPlan {
             EventPlan {
                 record_failure: !already_reported,
                 unlearn: state.learned,
+                report_compromise: !already_reported,
                 ..EventPlan::default()
             }
         }
@@ -388,7 +427,38 @@ mod tests {
         assert_eq!(profile.verified_logins, before.verified_logins);
         assert_eq!(profile.devices, before.devices);
         assert_eq!(profile.countries, before.countries);
-        assert!(profile.last_verified.is_none());
+        assert_eq!(profile.last_verified, before.last_verified);
+    }
+
+    #[test]
+    fn unlearn_keeps_shared_device_and_network() {
+        let mut profile = Profile::new("alice");
+        for minute in 0..3 {
+            profile.learn_default(&facts(minute, "d1", "GB", "London"));
+        }
+        let intruder = facts(10, "d1", "GB", "London");
+        profile.learn_default(&intruder);
+        profile.unlearn(&intruder);
+        assert_eq!(profile.devices["d1"].count, 3);
+        assert_eq!(profile.networks["81.2.69.142"].count, 3);
+        assert_eq!(
+            profile.last_verified.as_ref().unwrap().at,
+            facts(2, "d1", "GB", "London").at
+        );
+    }
+
+    #[test]
+    fn compromise_report_is_planned_once() {
+        let first = plan_event(
+            &state(DecisionKind::Allow, &[], false),
+            Outcome::ReportedNotMe,
+        );
+        assert!(first.report_compromise);
+        let second = plan_event(
+            &state(DecisionKind::Allow, &[Outcome::ReportedNotMe], false),
+            Outcome::ConfirmedCompromised,
+        );
+        assert!(!second.report_compromise);
     }
 
     #[test]
@@ -397,9 +467,10 @@ mod tests {
         profile.learn_default(&facts(30, "d1", "GB", "London"));
         profile.learn_default(&facts(10, "d1", "SE", "Linköping"));
         assert_eq!(
-            profile.last_verified.unwrap().country.as_deref(),
+            profile.last_verified.as_ref().unwrap().country.as_deref(),
             Some("GB")
         );
+        assert_eq!(profile.earlier_verified.len(), 1);
     }
 
     #[test]

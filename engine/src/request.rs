@@ -27,9 +27,13 @@ pub const MAX_KEYSTROKE_EVENTS: usize = 256;
 pub const MAX_RTT_MS: f64 = 60_000.0;
 /// Largest accepted keystroke timestamp, in milliseconds from the start of the sample.
 pub const MAX_KEYSTROKE_MS: f64 = 3_600_000.0;
+/// How far a request timestamp may lie ahead of the server clock, in seconds. Past timestamps
+/// are accepted so that recorded logins can be replayed.
+pub const MAX_FUTURE_SKEW_SECONDS: i64 = 300;
 
 /// The body of `POST /v1/score` as sent.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(expecting = "a JSON object with `user_id` and `ip`")]
 pub struct ScoreRequest {
     pub user_id: Option<String>,
     pub ip: Option<String>,
@@ -44,6 +48,7 @@ pub struct ScoreRequest {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(expecting = "an object with `id` and `attributes`")]
 pub struct DeviceInput {
     pub id: Option<String>,
     #[serde(default)]
@@ -51,12 +56,14 @@ pub struct DeviceInput {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(expecting = "an object with `events`")]
 pub struct KeystrokesInput {
     #[serde(default)]
     pub events: Vec<KeystrokeEventInput>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(expecting = "an object with `down_ms` and `up_ms`")]
 pub struct KeystrokeEventInput {
     pub down_ms: f64,
     pub up_ms: f64,
@@ -129,6 +136,7 @@ impl Outcome {
 
 /// The body of `POST /v1/events` as sent.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(expecting = "a JSON object with `decision_id` and `outcome`")]
 struct EventRequestBody {
     decision_id: Option<String>,
     outcome: Option<String>,
@@ -170,6 +178,16 @@ fn decode_error(error: &serde_path_to_error::Error<serde_json::Error>) -> ApiErr
         };
         return ApiError::missing(field);
     }
+    if let Some(name) = message
+        .strip_prefix("duplicate field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        let field = match &path {
+            Some(parent) => format!("{parent}.{name}"),
+            None => name.to_owned(),
+        };
+        return ApiError::invalid(&field, format!("`{field}` appears more than once"));
+    }
     match inner.classify() {
         serde_json::error::Category::Data => match path {
             Some(field) => ApiError::invalid(field, message),
@@ -190,12 +208,43 @@ fn decode_error(error: &serde_path_to_error::Error<serde_json::Error>) -> ApiErr
     }
 }
 
-/// Normalises a user id: NFKC, then Unicode case folding, then NFKC again, so that `Alice`,
-/// `ALICE` and the full-width `Ａｌｉｃｅ` are one user.
+/// Normalises an identifier: NFKC, Unicode case folding, NFKC again, and removal of default
+/// ignorable code points (zero-width spaces, joiners, soft hyphens, bidirectional controls),
+/// as Unicode's NFKC_Casefold does. `Alice`, `ALICE`, the full-width `Ａｌｉｃｅ` and
+/// `Ali\u{200B}ce` are one user.
 pub fn normalize_user_id(raw: &str) -> String {
-    let composed: String = raw.trim().nfkc().collect();
+    let composed: String = raw.nfkc().collect();
     let folded = caseless::default_case_fold_str(&composed);
-    folded.nfkc().collect()
+    let normalized: String = folded
+        .nfkc()
+        .filter(|c| !is_default_ignorable(*c))
+        .collect();
+    normalized.trim().to_owned()
+}
+
+/// Returns whether `c` has the Unicode property Default_Ignorable_Code_Point (Unicode 15.1,
+/// DerivedCoreProperties.txt).
+fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
 }
 
 /// Returns `ip` with IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) turned into IPv4.
@@ -248,6 +297,26 @@ fn optional_text(field: &str, value: Option<&str>, max_chars: usize) -> Result<S
     }
 }
 
+/// Rejects a timestamp more than [`MAX_FUTURE_SKEW_SECONDS`] ahead of `now`: a login from the
+/// future would become the origin of every later travel check.
+fn check_not_future(
+    field: &str,
+    timestamp: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, ApiError> {
+    if timestamp > now + chrono::Duration::seconds(MAX_FUTURE_SKEW_SECONDS) {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "`{field}` {} is more than {MAX_FUTURE_SKEW_SECONDS} seconds ahead of the server clock ({})",
+                timestamp.to_rfc3339(),
+                now.to_rfc3339()
+            ),
+        ));
+    }
+    Ok(timestamp)
+}
+
 /// Parses an RFC 3339 timestamp and checks that it lies between 2000 and 2100.
 pub fn parse_timestamp(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     let parsed = DateTime::parse_from_rfc3339(text).map_err(|error| {
@@ -276,10 +345,25 @@ fn parse_ip(text: &str) -> Result<IpAddr, ApiError> {
         .strip_prefix('[')
         .and_then(|rest| rest.strip_suffix(']'))
         .unwrap_or(trimmed);
-    unbracketed
+    let ip = unbracketed
         .parse::<IpAddr>()
         .map(canonical_ip)
-        .map_err(|_| ApiError::invalid("ip", format!("`{text}` is not an IPv4 or IPv6 address")))
+        .map_err(|_| {
+            ApiError::invalid(
+                "ip",
+                format!("`{}` is not an IPv4 or IPv6 address", truncate(text)),
+            )
+        })?;
+    let unroutable = ip.is_unspecified()
+        || ip.is_multicast()
+        || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if unroutable {
+        return Err(ApiError::invalid(
+            "ip",
+            format!("`{ip}` cannot be the address of an end user"),
+        ));
+    }
+    Ok(ip)
 }
 
 fn check_number(field: &str, value: f64, min: f64, max: f64) -> Result<(), ApiError> {
@@ -315,7 +399,7 @@ impl ScoreRequest {
         let ip = parse_ip(raw_ip)?;
 
         let timestamp = match self.timestamp.as_deref() {
-            Some(text) => parse_timestamp("timestamp", text)?,
+            Some(text) => check_not_future("timestamp", parse_timestamp("timestamp", text)?, now)?,
             None => now,
         };
 
@@ -326,7 +410,7 @@ impl ScoreRequest {
             }
             None => None,
         };
-        let role = optional_text("role", self.role.as_deref(), MAX_ID_CHARS)?.to_lowercase();
+        let role = normalize_user_id(&optional_text("role", self.role.as_deref(), MAX_ID_CHARS)?);
         let app = optional_text("app", self.app.as_deref(), MAX_ID_CHARS)?;
         let tenant = optional_text("tenant", self.tenant.as_deref(), MAX_ID_CHARS)?;
 
@@ -450,12 +534,15 @@ pub fn parse_event(body: &[u8]) -> Result<EventRequest, ApiError> {
     let decision_id = raw
         .decision_id
         .ok_or_else(|| ApiError::missing("decision_id"))?;
-    if uuid::Uuid::parse_str(&decision_id).is_err() {
-        return Err(ApiError::invalid(
-            "decision_id",
-            format!("`{}` is not a decision id (a UUID)", truncate(&decision_id)),
-        ));
-    }
+    let decision_id = match uuid::Uuid::parse_str(&decision_id) {
+        Ok(id) => id.to_string(),
+        Err(_) => {
+            return Err(ApiError::invalid(
+                "decision_id",
+                format!("`{}` is not a decision id (a UUID)", truncate(&decision_id)),
+            ));
+        }
+    };
     let outcome_text = raw.outcome.ok_or_else(|| ApiError::missing("outcome"))?;
     let outcome = Outcome::parse(&outcome_text).ok_or_else(|| {
         let known: Vec<&str> = Outcome::ALL
@@ -472,7 +559,11 @@ pub fn parse_event(body: &[u8]) -> Result<EventRequest, ApiError> {
         )
     })?;
     let timestamp = match raw.timestamp.as_deref() {
-        Some(text) => Some(parse_timestamp("timestamp", text)?),
+        Some(text) => Some(check_not_future(
+            "timestamp",
+            parse_timestamp("timestamp", text)?,
+            Utc::now(),
+        )?),
         None => None,
     };
     Ok(EventRequest {
@@ -483,7 +574,7 @@ pub fn parse_event(body: &[u8]) -> Result<EventRequest, ApiError> {
 }
 
 /// Shortens client input quoted in an error message.
-fn truncate(text: &str) -> String {
+pub fn truncate(text: &str) -> String {
     const MAX: usize = 64;
     if text.chars().count() <= MAX {
         text.to_owned()
@@ -507,6 +598,32 @@ mod tests {
         assert_eq!(normalize_user_id("ＡＬＩＣＥ"), "alice");
         assert_eq!(normalize_user_id("STRASSE"), normalize_user_id("straße"));
         assert_eq!(normalize_user_id("  bob "), "bob");
+        assert_eq!(normalize_user_id("a\u{200B}b"), "ab");
+        assert_eq!(normalize_user_id("\u{FEFF}alice"), "alice");
+        assert_eq!(normalize_user_id("\u{202E}evil"), "evil");
+        assert_eq!(normalize_user_id("\u{200B}"), "");
+    }
+
+    #[test]
+    fn role_is_normalized() {
+        let a = attempt(r#"{"user_id":"a","ip":"1.2.3.4","role":"ａｄｍｉｎ"}"#).unwrap();
+        assert_eq!(a.role, "admin");
+    }
+
+    #[test]
+    fn future_and_unroutable_inputs_rejected() {
+        let future =
+            attempt(r#"{"user_id":"a","ip":"1.2.3.4","timestamp":"2099-06-01T12:00:00Z"}"#)
+                .unwrap_err();
+        assert_eq!(future.field.as_deref(), Some("timestamp"));
+        for ip in ["0.0.0.0", "::", "224.0.0.1", "255.255.255.255", "ff02::1"] {
+            let error = attempt(&format!(r#"{{"user_id":"a","ip":"{ip}"}}"#)).unwrap_err();
+            assert_eq!(error.field.as_deref(), Some("ip"), "{ip}");
+        }
+        let duplicate = attempt(r#"{"user_id":"a","user_id":"b","ip":"1.2.3.4"}"#).unwrap_err();
+        assert_eq!(duplicate.field.as_deref(), Some("user_id"));
+        let zero_width = attempt(r#"{"user_id":"\u200b","ip":"1.2.3.4"}"#).unwrap_err();
+        assert_eq!(zero_width.field.as_deref(), Some("user_id"));
     }
 
     #[test]

@@ -458,9 +458,37 @@ pub fn unusual_hour(input: &SignalInput<'_>) -> Signal {
     )
 }
 
+/// Returns whether the user is in the learning state: too few verified logins, or a login
+/// reported as not theirs within `compromise_step_up_days`.
+pub fn is_learning(profile: &Profile, at: DateTime<Utc>, config: &SignalConfig) -> bool {
+    profile.verified_logins < config.learning_logins
+        || recent_compromise(profile, at, config).is_some()
+}
+
+fn recent_compromise(
+    profile: &Profile,
+    at: DateTime<Utc>,
+    config: &SignalConfig,
+) -> Option<DateTime<Utc>> {
+    let reported = profile.compromise_reported_at?;
+    let until = reported + chrono::Duration::days(i64::from(config.compromise_step_up_days));
+    (at < until).then_some(reported)
+}
+
 pub fn learning(input: &SignalInput<'_>) -> Signal {
     let logins = input.profile.verified_logins;
     let needed = input.config.learning_logins;
+    if let Some(reported) = recent_compromise(input.profile, input.timestamp, input.config) {
+        return Signal::value(
+            "learning",
+            1.0,
+            format!(
+                "a login was reported as not the user's on {}: MFA for {} days after it",
+                reported.format("%Y-%m-%d"),
+                input.config.compromise_step_up_days
+            ),
+        );
+    }
     if logins < needed {
         Signal::value(
             "learning",

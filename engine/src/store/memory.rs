@@ -253,17 +253,25 @@ impl Store for MemoryStore {
                 &user_id,
             );
         }
-        if plan.learn || plan.unlearn {
-            decision.learned = plan.learn;
+        if plan.learn || plan.unlearn || plan.report_compromise {
             let profile = state
                 .profiles
                 .entry(user_id.clone())
                 .or_insert_with(|| Profile::new(&user_id));
             if plan.learn {
                 profile.learn(&decision.facts, &self.keystroke);
-            } else {
+            } else if plan.unlearn {
                 profile.unlearn(&decision.facts);
             }
+            if plan.report_compromise {
+                profile.report_compromise(received_at);
+            }
+            if plan.learn || plan.unlearn {
+                decision.learned = plan.learn;
+            }
+        }
+        if plan.learn || plan.record_failure {
+            decision.facts.keystroke_sample = None;
         }
         Ok(Some(EventResult { user_id, plan }))
     }

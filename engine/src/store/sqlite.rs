@@ -253,6 +253,12 @@ impl Store for SqliteStore {
             let cutoff = newest - COUNTER_RETENTION.num_milliseconds();
             transaction.execute("DELETE FROM attempts WHERE at < ?1", params![cutoff])?;
             transaction.execute("DELETE FROM failures WHERE at < ?1", params![cutoff])?;
+            // Keystroke samples of decisions whose outcome never came are not kept longer.
+            transaction.execute(
+                "UPDATE decisions SET facts = json_remove(facts, '$.keystroke_sample')
+                 WHERE at < ?1 AND json_extract(facts, '$.keystroke_sample') IS NOT NULL",
+                params![cutoff],
+            )?;
         }
         transaction.commit()?;
         Ok(())
@@ -348,18 +354,31 @@ impl Store for SqliteStore {
                 params![user_id, facts.ip, millis(facts.at)],
             )?;
         }
-        if plan.learn || plan.unlearn {
+        if plan.learn || plan.unlearn || plan.report_compromise {
             let mut profile =
                 read_profile(&transaction, &user_id)?.unwrap_or_else(|| Profile::new(&user_id));
             if plan.learn {
                 profile.learn(&facts, &self.keystroke);
-            } else {
+            } else if plan.unlearn {
                 profile.unlearn(&facts);
             }
+            if plan.report_compromise {
+                profile.report_compromise(received_at);
+            }
             write_profile(&transaction, &profile, received_at)?;
+            if plan.learn || plan.unlearn {
+                transaction.execute(
+                    "UPDATE decisions SET learned = ?2 WHERE id = ?1",
+                    params![id, plan.learn],
+                )?;
+            }
+        }
+        if plan.learn || plan.record_failure {
+            // The keystroke sample was kept only to be learned: drop it once the outcome
+            // is known.
             transaction.execute(
-                "UPDATE decisions SET learned = ?2 WHERE id = ?1",
-                params![id, plan.learn],
+                "UPDATE decisions SET facts = json_remove(facts, '$.keystroke_sample') WHERE id = ?1",
+                params![id],
             )?;
         }
         transaction.commit()?;
