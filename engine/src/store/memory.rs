@@ -337,7 +337,7 @@ mod tests {
                 ip: ip.into(),
                 network: ip.into(),
                 device_hash: Some(format!("device-{}", index % 3)),
-                country: Some(if index % 4 == 0 { "SE" } else { "GB" }.into()),
+                country: Some(if index.is_multiple_of(4) { "SE" } else { "GB" }.into()),
                 city: Some("City".into()),
                 latitude: Some(51.0),
                 longitude: Some(0.0),
@@ -376,7 +376,7 @@ mod tests {
             let user = users[index % users.len()];
             let ip = ips[(index / 2) % ips.len()];
             let minute = (index as i64) * 3;
-            let kind = if index % 3 == 0 {
+            let kind = if index.is_multiple_of(3) {
                 DecisionKind::StepUp
             } else {
                 DecisionKind::Allow
