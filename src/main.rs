@@ -138,6 +138,17 @@ enum RulesCommand {
         #[arg(long, value_enum, default_value = "human")]
         format: FormatArg,
     },
+    /// Run the rule tests of a case file against a rules file or folder.
+    Test {
+        /// Rules file or folder.
+        path: PathBuf,
+        /// Case file: `[[case]]` tables with history, attempt and expected outcome.
+        #[arg(long)]
+        cases: PathBuf,
+        /// Configuration whose geo-IP databases, IP lists and signal settings the cases use.
+        #[arg(long, default_value = "riskgate.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -306,6 +317,19 @@ fn rules_check(path: &Path, format: FormatArg) -> Result<ExitCode> {
     })
 }
 
+fn rules_test(path: &Path, cases: &Path, config: &Path) -> Result<ExitCode> {
+    let config = Config::load(config)?;
+    let file = rules::cases::CaseFile::load(cases)?;
+    let runner = rules::cases::CaseRunner::new(&config, path)?;
+    let report = runner.run_file(&file)?;
+    print!("{report}");
+    Ok(if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn keystroke_evaluate(file: &Path, detector: &str, json: bool) -> Result<()> {
     let detectors = if detector == "all" {
         Detector::ALL.to_vec()
@@ -334,6 +358,11 @@ fn main() -> ExitCode {
         Command::Replay(args) => run_replay(args).map(|()| ExitCode::SUCCESS),
         Command::Rules { command } => match command {
             RulesCommand::Check { path, format } => rules_check(path, *format),
+            RulesCommand::Test {
+                path,
+                cases,
+                config,
+            } => rules_test(path, cases, config),
         },
         Command::Keystroke { command } => match command {
             KeystrokeCommand::Evaluate {

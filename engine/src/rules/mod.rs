@@ -9,6 +9,7 @@
 //! `decide` evaluates a compiled set per request. The format is documented
 //! in `rules/README.md`.
 
+pub mod cases;
 mod condition;
 mod decide;
 mod diagnostic;

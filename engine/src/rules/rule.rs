@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cel::Env;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::condition::{self, Condition};
 use super::diagnostic::{CheckError, Reporter, suggest};
@@ -18,7 +18,7 @@ use super::toml_string::decoded_offsets;
 pub const MAX_RULES: usize = 1000;
 
 /// Whether a rule decides or is only recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleMode {
     /// The rule takes part in the decision.
@@ -28,7 +28,7 @@ pub enum RuleMode {
 }
 
 /// The action of a rule whose condition matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     Allow,
