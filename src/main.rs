@@ -149,6 +149,16 @@ enum RulesCommand {
         #[arg(long, default_value = "riskgate.toml")]
         config: PathBuf,
     },
+    /// Explain a recorded decision: each rule's outcome and each signal's contribution.
+    Explain {
+        /// Decision id, as returned by `POST /v1/score`.
+        id: String,
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// Print the stored record and its outcomes as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -330,6 +340,17 @@ fn rules_test(path: &Path, cases: &Path, config: &Path) -> Result<ExitCode> {
     })
 }
 
+fn rules_explain(id: &str, service: &ServiceArgs, json: bool) -> Result<ExitCode> {
+    let config = load_config(service)?;
+    let stored = rules::explain::read_decision(&config.data_dir(), id, config.keystroke)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stored)?);
+    } else {
+        print!("{}", rules::explain::render(&stored)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn keystroke_evaluate(file: &Path, detector: &str, json: bool) -> Result<()> {
     let detectors = if detector == "all" {
         Detector::ALL.to_vec()
@@ -363,6 +384,7 @@ fn main() -> ExitCode {
                 cases,
                 config,
             } => rules_test(path, cases, config),
+            RulesCommand::Explain { id, service, json } => rules_explain(id, service, *json),
         },
         Command::Keystroke { command } => match command {
             KeystrokeCommand::Evaluate {

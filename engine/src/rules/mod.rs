@@ -13,6 +13,7 @@ pub mod cases;
 mod condition;
 mod decide;
 mod diagnostic;
+pub mod explain;
 mod raw;
 mod rule;
 mod schema;
