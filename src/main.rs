@@ -159,6 +159,8 @@ enum RulesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the JSON Schema of a rules file, the content of `rules/schema.json`.
+    Schema,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -351,6 +353,12 @@ fn rules_explain(id: &str, service: &ServiceArgs, json: bool) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+fn rules_schema() -> Result<ExitCode> {
+    let schema = rules::schema_json::rules_schema();
+    println!("{}", serde_json::to_string_pretty(&schema)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 fn keystroke_evaluate(file: &Path, detector: &str, json: bool) -> Result<()> {
     let detectors = if detector == "all" {
         Detector::ALL.to_vec()
@@ -385,6 +393,7 @@ fn main() -> ExitCode {
                 config,
             } => rules_test(path, cases, config),
             RulesCommand::Explain { id, service, json } => rules_explain(id, service, *json),
+            RulesCommand::Schema => rules_schema(),
         },
         Command::Keystroke { command } => match command {
             KeystrokeCommand::Evaluate {

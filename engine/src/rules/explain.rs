@@ -48,12 +48,10 @@ pub fn read_decision(
         });
     }
     let store = SqliteStore::open(data_dir, Durability::Full, keystroke)?;
-    store
-        .decision(id)?
-        .ok_or_else(|| ExplainError::NotFound {
-            id: id.to_owned(),
-            path: database.display().to_string(),
-        })
+    store.decision(id)?.ok_or_else(|| ExplainError::NotFound {
+        id: id.to_owned(),
+        path: database.display().to_string(),
+    })
 }
 
 /// The parts of a decision record that the explanation prints.
@@ -411,9 +409,8 @@ mod tests {
             "{text}"
         );
         assert!(
-            lines.contains(
-                &"  new_device       1.00  +1.50  device never seen in a verified login"
-            ),
+            lines
+                .contains(&"  new_device       1.00  +1.50  device never seen in a verified login"),
             "{text}"
         );
         assert!(
@@ -432,7 +429,10 @@ mod tests {
             .remove("trace")
             .unwrap();
         let error = render(&stored(record)).unwrap_err();
-        assert!(error.to_string().contains("missing field `trace`"), "{error}");
+        assert!(
+            error.to_string().contains("missing field `trace`"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -444,7 +444,10 @@ mod tests {
             Default::default(),
         )
         .unwrap_err();
-        assert!(matches!(error, ExplainError::MissingDatabase { .. }), "{error}");
+        assert!(
+            matches!(error, ExplainError::MissingDatabase { .. }),
+            "{error}"
+        );
         assert!(!dir.path().join(DATABASE_FILE).exists());
     }
 }

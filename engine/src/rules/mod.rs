@@ -17,6 +17,7 @@ pub mod explain;
 mod raw;
 mod rule;
 mod schema;
+pub mod schema_json;
 mod settings;
 mod source;
 mod toml_string;
