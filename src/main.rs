@@ -210,6 +210,14 @@ fn serve(service: &ServiceArgs, listen: Option<SocketAddr>) -> Result<()> {
         rules_version = %engine.rules_version(),
         "riskgate started"
     );
+    // Kept until the server stops: dropping it ends the watch.
+    let _rules_watcher = match riskgate_engine::reload::watch_rules(engine.clone()) {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            tracing::error!(%error, "rules are not watched; reload them with SIGHUP or POST /admin/reload");
+            None
+        }
+    };
     // Tests and scripts read this line to find a port chosen by the system.
     println!("listening on http://{bound}");
     actix_web::rt::System::new().block_on(async move {
