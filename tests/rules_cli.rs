@@ -1,6 +1,10 @@
 //! The `riskgate rules` commands run as a user runs them: the real binary on
 //! real files, checking output and exit codes.
 
+// Helpers outside `#[test]` functions fail the calling test on any setup error, which is
+// what a test wants.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

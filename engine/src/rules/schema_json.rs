@@ -280,9 +280,19 @@ fn factor_list() -> Value {
 mod tests {
     use super::*;
 
+    /// A table's name in messages, its parser keys and its schema lookup.
+    type Table = (
+        &'static str,
+        &'static [&'static str],
+        fn(&str) -> Option<Value>,
+    );
+
+    /// A mistake's name and how it breaks a valid rules file.
+    type Mistake = (&'static str, fn(&mut Value));
+
     #[test]
     fn every_parser_key_described() {
-        let tables: [(&str, &[&str], fn(&str) -> Option<Value>); 6] = [
+        let tables: [Table; 6] = [
             ("top level", &TOP_KEYS, top_property),
             ("[scoring]", &SCORING_KEYS, scoring_property),
             ("[policy]", &POLICY_KEYS, policy_property),
@@ -354,7 +364,7 @@ mod tests {
 
     #[test]
     fn schema_rejects_common_mistakes() {
-        let cases: [(&str, fn(&mut Value)); 7] = [
+        let cases: [Mistake; 7] = [
             ("unknown top-level key", |rules| {
                 rules["scorng"] = json!({});
             }),
