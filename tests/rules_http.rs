@@ -36,9 +36,9 @@ fn default_rules_with(directory: &Path, extra: &str) -> PathBuf {
     path
 }
 
-/// The same logins in the same order: enrolment, then attempts that allow,
-/// step up, deny and hit the file's own shadow rule. Returns every score
-/// response.
+/// Sends the same logins in the same order and returns every score
+/// response: enrolment, then attempts that allow, step up, deny and hit the
+/// file's own shadow rule.
 fn traffic(client: &Client) -> Vec<Value> {
     let mut responses = Vec::new();
     for hour in 9..14 {

@@ -1,9 +1,9 @@
 //! Reloading the rules when their file or folder changes on disk.
 //!
 //! Editors save by writing a temporary file and renaming it over the old
-//! one, which replaces the inode that a watch on the file itself would
-//! follow, so a rules file is watched through its parent directory and
-//! events are filtered by name. A save produces a burst of events, so the
+//! one. That replaces the inode a watch on the file itself would follow, so
+//! a rules file is watched through its parent directory, with events
+//! filtered by name. A save produces a burst of events, so the
 //! reload waits until none has arrived for [`DEBOUNCE`].
 //! [`Engine::reload_rules`] checks the whole new set before it swaps it in,
 //! and keeps the old set when the new one is invalid.
@@ -52,7 +52,7 @@ impl Drop for RulesWatcher {
     }
 }
 
-/// Which events concern the rules.
+/// The files whose events concern the rules.
 #[derive(Debug, Clone)]
 enum Target {
     /// One file, watched through its directory: events on this name.
@@ -81,9 +81,10 @@ impl Target {
     }
 }
 
-/// Whether an event kind can change what a file contains. Opening and
-/// reading a file produce access events, and the reload itself reads the
-/// rules, so those must not count; nor do metadata changes such as `touch`.
+/// Checks whether an event kind can change what a file contains. Opening
+/// and reading a file produce access events, and the reload itself reads
+/// the rules, so those do not count. Metadata changes such as `touch` do
+/// not count either.
 fn changes_content(kind: &EventKind) -> bool {
     match kind {
         EventKind::Create(_) | EventKind::Remove(_) => true,
@@ -139,8 +140,8 @@ fn parent_directory(path: &Path) -> PathBuf {
     }
 }
 
-/// Waits for a change, lets the burst settle, reloads; until the channel
-/// closes.
+/// Waits for a change, lets the burst of events settle and reloads, until
+/// the channel closes.
 fn reload_on_change(engine: &Engine, events: &Receiver<notify::Result<Event>>, target: &Target) {
     while wait_for_change(events, target) {
         // Keep waiting while changes keep arriving within DEBOUNCE.
@@ -164,7 +165,7 @@ enum Wait {
     Closed,
 }
 
-/// Blocks until an event concerns the rules; returns `false` when the
+/// Blocks until an event concerns the rules. Returns `false` when the
 /// channel closed.
 fn wait_for_change(events: &Receiver<notify::Result<Event>>, target: &Target) -> bool {
     loop {

@@ -148,7 +148,7 @@ pub struct HistoryLogin {
 
 /// The expected outcome of the attempt. `rules`, `shadow_rules` and
 /// `errored_rules` list every rule expected there, so an empty or absent
-/// list expects none; `factors`, `level` and `decided_by` are only checked
+/// list expects none. `factors`, `level` and `decided_by` are only checked
 /// when given.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,7 +175,7 @@ fn sixty() -> u32 {
     60
 }
 
-/// Reads a TOML datetime or an RFC 3339 string; either needs an offset.
+/// Reads a TOML datetime or an RFC 3339 string, each with an offset.
 fn timestamp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
     let text = match toml::Value::deserialize(deserializer)? {
         toml::Value::String(text) => text,

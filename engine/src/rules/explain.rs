@@ -130,7 +130,7 @@ pub fn render(stored: &StoredDecision) -> Result<String, ExplainError> {
             source,
         })?;
     let mut out = String::new();
-    // Writing to a String cannot fail.
+    // `fmt::Write` for `String` never returns an error.
     let _ = write_summary(&mut out, &record);
     let _ = write_rules(&mut out, &record.rules);
     let _ = write_signals(&mut out, &record);

@@ -4,8 +4,8 @@
 //!
 //! The parser reads TOML through its own spanned tables rather than serde
 //! types, so the schema is built here from the parser's key lists, names
-//! and limits: a key the parser stops accepting disappears from the schema,
-//! and a key it starts accepting fails a test until it is described here.
+//! and limits. A key the parser stops accepting disappears from the schema.
+//! A key it starts accepting fails a test until it is described here.
 //! The schema checks one file on its own. Checks across the files of a
 //! folder, and of conditions, stay with `riskgate rules check`.
 
@@ -261,8 +261,8 @@ fn rule_property(key: &str) -> Option<Value> {
     })
 }
 
-/// A non-empty list of factor combinations such as `"webauthn"` or
-/// `"platform_biometric+totp"`.
+/// Builds the schema of a non-empty list of factor combinations such as
+/// `"webauthn"` or `"platform_biometric+totp"`.
 fn factor_list() -> Value {
     let factor = format!("(?:{})", FACTOR_NAMES.join("|"));
     json!({
