@@ -829,6 +829,24 @@ decision = "step_up"
     }
 
     #[test]
+    fn readme_case_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let example = readme
+            .split("```toml")
+            .skip(1)
+            .map(|block| &block[..block.find("```").unwrap()])
+            .find(|block| block.contains("[[case]]"))
+            .expect("a case file example in rules/README.md");
+        let (_dir, path) = write(example);
+        let file = CaseFile::load(&path).unwrap();
+        let case = &file.cases[0].case;
+        assert_eq!(case.history.len(), 2);
+        assert_eq!(case.history[1].outcomes, Some(vec![Outcome::LoginFailed]));
+        assert_eq!(case.expect.rules.len(), 1);
+    }
+
+    #[test]
     fn empty_file_has_no_cases() {
         let (_dir, path) = write("# nothing yet\n");
         let error = CaseFile::load(&path).unwrap_err();
