@@ -138,6 +138,29 @@ enum RulesCommand {
         #[arg(long, value_enum, default_value = "human")]
         format: FormatArg,
     },
+    /// Run the rule tests of a case file against a rules file or folder.
+    Test {
+        /// Rules file or folder.
+        path: PathBuf,
+        /// Case file: `[[case]]` tables with history, attempt and expected outcome.
+        #[arg(long)]
+        cases: PathBuf,
+        /// Configuration whose geo-IP databases, IP lists and signal settings the cases use.
+        #[arg(long, default_value = "riskgate.toml")]
+        config: PathBuf,
+    },
+    /// Explain a recorded decision: each rule's outcome and each signal's contribution.
+    Explain {
+        /// Decision id, as returned by `POST /v1/score`.
+        id: String,
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// Print the stored record and its outcomes as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of a rules file, the content of `rules/schema.json`.
+    Schema,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -187,6 +210,14 @@ fn serve(service: &ServiceArgs, listen: Option<SocketAddr>) -> Result<()> {
         rules_version = %engine.rules_version(),
         "riskgate started"
     );
+    // Kept until the server stops: dropping it ends the watch.
+    let _rules_watcher = match riskgate_engine::reload::watch_rules(engine.clone()) {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            tracing::error!(%error, "rules are not watched; reload them with SIGHUP or POST /admin/reload");
+            None
+        }
+    };
     // Tests and scripts read this line to find a port chosen by the system.
     println!("listening on http://{bound}");
     actix_web::rt::System::new().block_on(async move {
@@ -306,6 +337,36 @@ fn rules_check(path: &Path, format: FormatArg) -> Result<ExitCode> {
     })
 }
 
+fn rules_test(path: &Path, cases: &Path, config: &Path) -> Result<ExitCode> {
+    let config = Config::load(config)?;
+    let file = rules::cases::CaseFile::load(cases)?;
+    let runner = rules::cases::CaseRunner::new(&config, path)?;
+    let report = runner.run_file(&file)?;
+    print!("{report}");
+    Ok(if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn rules_explain(id: &str, service: &ServiceArgs, json: bool) -> Result<ExitCode> {
+    let config = load_config(service)?;
+    let stored = rules::explain::read_decision(&config.data_dir(), id, config.keystroke)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stored)?);
+    } else {
+        print!("{}", rules::explain::render(&stored)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rules_schema() -> Result<ExitCode> {
+    let schema = rules::schema_json::rules_schema();
+    println!("{}", serde_json::to_string_pretty(&schema)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 fn keystroke_evaluate(file: &Path, detector: &str, json: bool) -> Result<()> {
     let detectors = if detector == "all" {
         Detector::ALL.to_vec()
@@ -351,6 +412,13 @@ fn main() -> ExitCode {
         Command::Replay(args) => run_replay(args).map(|()| ExitCode::SUCCESS),
         Command::Rules { command } => match command {
             RulesCommand::Check { path, format } => rules_check(path, *format),
+            RulesCommand::Test {
+                path,
+                cases,
+                config,
+            } => rules_test(path, cases, config),
+            RulesCommand::Explain { id, service, json } => rules_explain(id, service, *json),
+            RulesCommand::Schema => rules_schema(),
         },
         Command::Keystroke { command } => match command {
             KeystrokeCommand::Evaluate {

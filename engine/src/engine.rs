@@ -111,6 +111,9 @@ pub struct Engine {
     keystroke: TemplateConfig,
     windows: CounterWindows,
     rules_path: std::path::PathBuf,
+    /// Held while a reload reads and swaps, so that of two reloads racing
+    /// (file watcher, SIGHUP, `POST /admin/reload`) the later read wins.
+    reload_lock: std::sync::Mutex<()>,
     last_reload_error: ArcSwap<Option<String>>,
     pub metrics: Metrics,
 }
@@ -204,6 +207,7 @@ impl Engine {
             keystroke: config.keystroke,
             windows,
             rules_path,
+            reload_lock: std::sync::Mutex::new(()),
             last_reload_error: ArcSwap::from_pointee(None),
             metrics: Metrics::new()?,
         })
@@ -213,8 +217,19 @@ impl Engine {
         self.active.load().rules.version().to_owned()
     }
 
+    /// Returns the rules file or folder that reloads read.
+    pub fn rules_path(&self) -> &Path {
+        &self.rules_path
+    }
+
     /// Reloads the rules file; on error the active rules stay in force.
     pub fn reload_rules(&self) -> Result<String, StartError> {
+        // A panic while holding the lock leaves nothing half-done: the swap
+        // is one atomic store.
+        let _reloading = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let result = load_rules(&self.rules_path, &self.list_names).and_then(|rules| {
             let model = model_from_rules(&rules)?;
             Ok(Active { rules, model })

@@ -3,7 +3,8 @@
 //! A login goes through [`request`] (validation), [`geo`] and [`iplists`] (enrichment),
 //! [`store`] and [`profile`] (history), [`signals`], the model from `riskgate-models`, and
 //! [`rules`], all driven by [`engine::Engine`]. [`http`] and [`server`] put it behind the HTTP
-//! API; [`replay`] streams recorded logins through it.
+//! API, and [`reload`] swaps in the rules when their files change; [`replay`] streams recorded
+//! logins through it.
 
 pub mod config;
 pub mod engine;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod iplists;
 pub mod metrics;
 pub mod profile;
+pub mod reload;
 pub mod replay;
 pub mod request;
 pub mod rules;

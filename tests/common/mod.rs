@@ -182,6 +182,22 @@ pub fn reason<'a>(decision: &'a Value, signal: &str) -> Option<&'a Value> {
         .find(|reason| reason["signal"] == signal)
 }
 
+/// Writes a copy of the shipped configuration into `directory` whose rules are `rules` and
+/// whose data files are the repository's, and returns its path.
+pub fn write_config(directory: &Path, rules: &Path) -> PathBuf {
+    let shipped = std::fs::read_to_string(repo_root().join("riskgate.toml")).expect("read config");
+    let rules_line = "rules = \"rules/default.toml\"";
+    assert!(shipped.contains(rules_line), "the shipped rules line moved");
+    assert!(shipped.contains("\"data/"), "the shipped data paths moved");
+    let data = format!("\"{}/data/", repo_root().display());
+    let text = shipped
+        .replace(rules_line, &format!("rules = \"{}\"", rules.display()))
+        .replace("\"data/", &data);
+    let path = directory.join("riskgate.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
 /// Builds a login body at `timestamp` from `ip` with device `device`.
 pub fn login(user: &str, ip: &str, timestamp: &str, device: &str) -> Value {
     serde_json::json!({
@@ -197,10 +213,15 @@ pub fn login(user: &str, ip: &str, timestamp: &str, device: &str) -> Value {
 
 /// Starts `riskgate serve` on a free port and returns the process and its base URL.
 pub fn spawn_server(data_dir: &std::path::Path) -> (Child, String) {
+    spawn_server_with_config(&repo_root().join("riskgate.toml"), data_dir)
+}
+
+/// Starts `riskgate serve` with the configuration file `config` on a free port.
+pub fn spawn_server_with_config(config: &Path, data_dir: &Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_riskgate"))
         .arg("serve")
         .arg("--config")
-        .arg(repo_root().join("riskgate.toml"))
+        .arg(config)
         .arg("--listen")
         .arg("127.0.0.1:0")
         .arg("--data-dir")

@@ -14,14 +14,14 @@ use std::sync::Arc;
 use cel::Context;
 use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelString};
 use cel::common::value::Val;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::rule::{Action, ActionKind, Rule, RuleMode};
 use super::settings::Lists;
 use super::{RuleSet, SIGNAL_NAMES};
 
 /// The outcome for the CRM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     Allow,
@@ -30,7 +30,7 @@ pub enum Decision {
 }
 
 /// The risk level from the thresholds of the rules file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// Below `step_up_at`.
@@ -124,14 +124,14 @@ pub struct RuleInput {
 }
 
 /// A shadow rule whose condition matched.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShadowHit {
     pub id: String,
     pub action: ActionKind,
 }
 
 /// The reason a rule was not evaluated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SkipReason {
     /// The request's role is not in the rule's `roles`.
@@ -147,7 +147,7 @@ pub enum SkipReason {
 }
 
 /// The outcome of one rule for one attempt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome", content = "detail")]
 pub enum RuleOutcome {
     Matched,
@@ -159,7 +159,7 @@ pub enum RuleOutcome {
 
 /// The trace of one rule, in evaluation order: adjust rules, decision
 /// rules by priority, then shadow rules.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuleTrace {
     pub id: String,
     pub mode: RuleMode,

@@ -9,12 +9,15 @@
 //! `decide` evaluates a compiled set per request. The format is documented
 //! in `rules/README.md`.
 
+pub mod cases;
 mod condition;
 mod decide;
 mod diagnostic;
+pub mod explain;
 mod raw;
 mod rule;
 mod schema;
+pub mod schema_json;
 mod settings;
 mod source;
 mod toml_string;

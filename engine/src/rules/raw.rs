@@ -95,17 +95,17 @@ pub(crate) struct RawRule {
     pub written: BTreeSet<String>,
 }
 
-const TOP_KEYS: [&str; 6] = ["name", "scoring", "policy", "roles", "lists", "rule"];
-const SCORING_KEYS: [&str; 5] = ["bias", "step_up_at", "high_at", "deny_at", "weights"];
-const POLICY_KEYS: [&str; 3] = ["degraded", "learning", "dangerous_allow_degraded"];
-const ROLE_KEYS: [&str; 3] = ["medium", "high", "allow_sms"];
-const LIST_KEYS: [&str; 4] = [
+pub(crate) const TOP_KEYS: [&str; 6] = ["name", "scoring", "policy", "roles", "lists", "rule"];
+pub(crate) const SCORING_KEYS: [&str; 5] = ["bias", "step_up_at", "high_at", "deny_at", "weights"];
+pub(crate) const POLICY_KEYS: [&str; 3] = ["degraded", "learning", "dangerous_allow_degraded"];
+pub(crate) const ROLE_KEYS: [&str; 3] = ["medium", "high", "allow_sms"];
+pub(crate) const LIST_KEYS: [&str; 4] = [
     "trusted_networks",
     "allow_networks",
     "deny_networks",
     "deny_countries",
 ];
-const RULE_KEYS: [&str; 11] = [
+pub(crate) const RULE_KEYS: [&str; 11] = [
     "id",
     "description",
     "when",

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cel::Env;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::condition::{self, Condition};
 use super::diagnostic::{CheckError, Reporter, suggest};
@@ -17,8 +17,14 @@ use super::toml_string::decoded_offsets;
 /// Maximum number of rules in a rule set, all files together.
 pub const MAX_RULES: usize = 1000;
 
+/// Values of a rule's `then`.
+pub(crate) const ACTION_NAMES: [&str; 4] = ["allow", "step_up", "deny", "adjust"];
+
+/// Values of a rule's `mode`.
+pub(crate) const MODE_NAMES: [&str; 2] = ["enforce", "shadow"];
+
 /// Whether a rule decides or is only recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleMode {
     /// The rule takes part in the decision.
@@ -28,7 +34,7 @@ pub enum RuleMode {
 }
 
 /// The action of a rule whose condition matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     Allow,
@@ -217,7 +223,7 @@ fn build_rule(
                     CheckError::UnknownMode {
                         value: other.to_string(),
                     },
-                    Some(suggest(other, ["enforce", "shadow"])),
+                    Some(suggest(other, MODE_NAMES)),
                 );
                 None
             }
@@ -321,7 +327,7 @@ fn check_action(
                 CheckError::UnknownAction {
                     value: other.to_string(),
                 },
-                Some(suggest(other, ["allow", "step_up", "deny", "adjust"])),
+                Some(suggest(other, ACTION_NAMES)),
             );
             None
         }

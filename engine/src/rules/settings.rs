@@ -13,6 +13,13 @@ use super::raw::{Located, RawLists, RawPolicy, RawRole, RawRuleSet, RawScoring, 
 use super::source::Loc;
 use super::{FACTOR_NAMES, SIGNAL_NAMES};
 
+/// Values of `[policy] degraded`; `allow` also needs
+/// `dangerous_allow_degraded = true`.
+pub(crate) const DEGRADED_POLICIES: [&str; 3] = ["step_up", "deny", "allow"];
+
+/// Values of `[policy] learning`.
+pub(crate) const LEARNING_POLICIES: [&str; 3] = ["allow", "step_up", "deny"];
+
 /// Risk thresholds, strictly increasing in [0, 1].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
@@ -271,7 +278,7 @@ fn check_policy(raw: &RawPolicy, reporter: &mut Reporter) -> Option<Policy> {
                         value: other.to_string(),
                         expected: "`allow`, `step_up` or `deny`",
                     },
-                    Some(suggest(other, ["allow", "step_up", "deny"])),
+                    Some(suggest(other, LEARNING_POLICIES)),
                 );
                 None
             }
