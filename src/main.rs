@@ -137,6 +137,10 @@ enum RulesCommand {
         path: PathBuf,
         #[arg(long, value_enum, default_value = "human")]
         format: FormatArg,
+        /// Service configuration whose IP lists `ip.in_list` may name; `riskgate.toml` in
+        /// the current directory when it exists.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Run the rule tests of a case file against a rules file or folder.
     Test {
@@ -318,23 +322,73 @@ fn run_replay(args: &ReplayArgs) -> Result<()> {
     Ok(())
 }
 
-fn rules_check(path: &Path, format: FormatArg) -> Result<ExitCode> {
+fn rules_check(path: &Path, format: FormatArg, config: Option<&Path>) -> Result<ExitCode> {
     let diagnostics = rules::check_path(path);
+    let list_errors = if diagnostics.is_empty() {
+        check_list_names(path, config)?
+    } else {
+        Vec::new()
+    };
     match format {
         FormatArg::Human => {
-            if diagnostics.is_empty() {
-                println!("{}: ok", path.display());
-            } else {
+            if !diagnostics.is_empty() {
                 eprint!("{}", rules::render_human(&diagnostics));
             }
+            for message in &list_errors {
+                eprintln!("{}: {message}", path.display());
+            }
+            if diagnostics.is_empty() && list_errors.is_empty() {
+                println!("{}: ok", path.display());
+            }
         }
-        FormatArg::Json => println!("{}", rules::render_json(&diagnostics)),
+        FormatArg::Json => {
+            let mut entries: Vec<serde_json::Value> =
+                serde_json::from_str(&rules::render_json(&diagnostics))?;
+            for message in &list_errors {
+                entries.push(serde_json::json!({
+                    "file": path.display().to_string(),
+                    "line": null,
+                    "column": null,
+                    "message": message,
+                    "help": "name a list from [iplists] of the configuration",
+                }));
+            }
+            println!("{}", serde_json::Value::Array(entries));
+        }
     }
-    Ok(if diagnostics.is_empty() {
+    Ok(if diagnostics.is_empty() && list_errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Checks the `ip.in_list` names of a valid rules file against the IP lists of `config`, or
+/// of `riskgate.toml` in the current directory when no configuration is named.
+fn check_list_names(path: &Path, config: Option<&Path>) -> Result<Vec<String>> {
+    let config_path = match config {
+        Some(config) => config.to_path_buf(),
+        None => {
+            let default = PathBuf::from("riskgate.toml");
+            if !default.exists() {
+                return Ok(Vec::new());
+            }
+            default
+        }
+    };
+    let config = Config::load(&config_path)?;
+    let lists = riskgate_engine::iplists::IpLists::open(&config.iplists, &config.base_dir)?;
+    let rule_set = rules::RuleSet::load(path)?;
+    let unknown = riskgate_engine::engine::unknown_list_names(&rule_set, &lists.names());
+    Ok(unknown
+        .into_iter()
+        .map(|name| {
+            format!(
+                "ip.in_list names {name}, which is not an IP list of `{}`",
+                config_path.display()
+            )
+        })
+        .collect())
 }
 
 fn rules_test(path: &Path, cases: &Path, config: &Path) -> Result<ExitCode> {
@@ -411,7 +465,11 @@ fn main() -> ExitCode {
         Command::Score { service, request } => score(service, request).map(|()| ExitCode::SUCCESS),
         Command::Replay(args) => run_replay(args).map(|()| ExitCode::SUCCESS),
         Command::Rules { command } => match command {
-            RulesCommand::Check { path, format } => rules_check(path, *format),
+            RulesCommand::Check {
+                path,
+                format,
+                config,
+            } => rules_check(path, *format, config.as_deref()),
             RulesCommand::Test {
                 path,
                 cases,

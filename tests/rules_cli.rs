@@ -446,3 +446,26 @@ fn explain_unknown_decision_fails() {
         "{stderr}"
     );
 }
+
+#[test]
+fn rules_check_flags_unknown_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::fs::read_to_string(common::repo_root().join("rules/default.toml"))
+        .unwrap()
+        .replace("ip.in_list(\"tor_exit\")", "ip.in_list(\"tor_exitt\")");
+    let path = dir.path().join("typo.toml");
+    std::fs::write(&path, rules).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_riskgate"))
+        .args(["rules", "check"])
+        .arg(&path)
+        .arg("--config")
+        .arg(common::repo_root().join("riskgate.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`tor_exitt` (did you mean `tor_exit`?)"),
+        "{stderr}"
+    );
+}

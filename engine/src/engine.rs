@@ -125,14 +125,10 @@ fn model_from_rules(rules: &RuleSet) -> Result<LinearModel, StartError> {
         .map_err(|error| StartError::Model(error.to_string()))
 }
 
-/// Loads the rules and checks that every `ip.in_list` name is a configured IP list, because
-/// a misspelt list name would silently switch its rule off.
-fn load_rules(path: &Path, list_names: &[String]) -> Result<RuleSet, StartError> {
-    let rules = RuleSet::load(path).map_err(|diagnostics| StartError::Rules {
-        path: path.display().to_string(),
-        report: diagnostics.to_string(),
-    })?;
-    let unknown: Vec<String> = rules
+/// Returns a message for each `ip.in_list` name of `rules` that is not in `list_names`, with
+/// the closest configured name when one is near.
+pub fn unknown_list_names(rules: &RuleSet, list_names: &[String]) -> Vec<String> {
+    rules
         .ip_lists_used()
         .iter()
         .filter(|name| !list_names.contains(name))
@@ -146,7 +142,17 @@ fn load_rules(path: &Path, list_names: &[String]) -> Result<RuleSet, StartError>
                 None => format!("`{name}`"),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Loads the rules and checks that every `ip.in_list` name is a configured IP list, because
+/// a misspelt list name would silently switch its rule off.
+fn load_rules(path: &Path, list_names: &[String]) -> Result<RuleSet, StartError> {
+    let rules = RuleSet::load(path).map_err(|diagnostics| StartError::Rules {
+        path: path.display().to_string(),
+        report: diagnostics.to_string(),
+    })?;
+    let unknown = unknown_list_names(&rules, list_names);
     if !unknown.is_empty() {
         return Err(StartError::Rules {
             path: path.display().to_string(),
