@@ -5,7 +5,7 @@
 //! survives the process. Decision records beyond `max_decisions` are evicted oldest first, so a
 //! replay of millions of logins keeps only the recent decisions that outcomes still refer to.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, Utc};
@@ -39,8 +39,8 @@ struct State {
     user_failures: HashMap<String, Vec<i64>>,
     /// Failures per IP as (time in milliseconds, user), ascending by time.
     ip_failures: HashMap<String, Vec<(i64, String)>>,
-    /// Attempts per IP as (time in milliseconds, user), ascending by time.
-    ip_attempts: HashMap<String, Vec<(i64, String)>>,
+    /// Latest attempt time in milliseconds per IP and user.
+    ip_users: HashMap<String, HashMap<String, i64>>,
     newest_attempt: i64,
     attempts_since_prune: u64,
 }
@@ -105,17 +105,16 @@ fn prune(state: &mut State) {
         let keep_from = times.partition_point(|time| *time < cutoff);
         times.drain(..keep_from);
     }
-    for attempts in state
-        .ip_attempts
-        .values_mut()
-        .chain(state.ip_failures.values_mut())
-    {
-        let keep_from = attempts.partition_point(|(time, _)| *time < cutoff);
-        attempts.drain(..keep_from);
+    for failures in state.ip_failures.values_mut() {
+        let keep_from = failures.partition_point(|(time, _)| *time < cutoff);
+        failures.drain(..keep_from);
+    }
+    for users in state.ip_users.values_mut() {
+        users.retain(|_, last| *last >= cutoff);
     }
     state.user_failures.retain(|_, times| !times.is_empty());
     state.ip_failures.retain(|_, times| !times.is_empty());
-    state.ip_attempts.retain(|_, attempts| !attempts.is_empty());
+    state.ip_users.retain(|_, users| !users.is_empty());
 }
 
 impl Store for MemoryStore {
@@ -133,17 +132,13 @@ impl Store for MemoryStore {
         let state = self.lock()?;
         let end = at.timestamp_millis();
         let user_times = state.user_failures.get(user_id);
-        let mut others = HashSet::new();
-        if let Some(attempts) = state.ip_attempts.get(ip) {
-            let from = end - windows.ip_users.num_milliseconds();
-            let start = attempts.partition_point(|(time, _)| *time <= from);
-            let stop = attempts.partition_point(|(time, _)| *time <= end);
-            for (_, user) in &attempts[start..stop] {
-                if user != user_id {
-                    others.insert(user.as_str());
-                }
-            }
-        }
+        let from = end - windows.ip_users.num_milliseconds();
+        let others = state.ip_users.get(ip).map_or(0, |users| {
+            users
+                .iter()
+                .filter(|(user, last)| user.as_str() != user_id && **last > from && **last <= end)
+                .count()
+        });
         Ok(Counters {
             user_failures: count_in(
                 user_times,
@@ -160,19 +155,20 @@ impl Store for MemoryStore {
                 end - windows.ip_failures.num_milliseconds(),
                 end,
             ),
-            ip_other_users: others.len() as u64,
+            ip_other_users: others as u64,
         })
     }
 
     fn record_decision(&self, decision: &NewDecision) -> Result<(), StoreError> {
         let mut state = self.lock()?;
         let at = decision.facts.at.timestamp_millis();
-        let attempts = state
-            .ip_attempts
+        let last = state
+            .ip_users
             .entry(decision.facts.ip.clone())
-            .or_default();
-        let position = attempts.partition_point(|(time, _)| *time <= at);
-        attempts.insert(position, (at, decision.user_id.clone()));
+            .or_default()
+            .entry(decision.user_id.clone())
+            .or_insert(at);
+        *last = (*last).max(at);
         state.newest_attempt = state.newest_attempt.max(at);
         state.attempts_since_prune += 1;
         if state.attempts_since_prune >= 10_000 {
@@ -289,14 +285,13 @@ impl Store for MemoryStore {
             .user_failures
             .remove(user_id)
             .map_or(0, |times| times.len() as u64);
-        for attempts in state
-            .ip_attempts
-            .values_mut()
-            .chain(state.ip_failures.values_mut())
-        {
-            let before = attempts.len();
-            attempts.retain(|(_, user)| user != user_id);
-            counter_rows += (before - attempts.len()) as u64;
+        for failures in state.ip_failures.values_mut() {
+            let before = failures.len();
+            failures.retain(|(_, user)| user != user_id);
+            counter_rows += (before - failures.len()) as u64;
+        }
+        for users in state.ip_users.values_mut() {
+            counter_rows += u64::from(users.remove(user_id).is_some());
         }
         Ok(Erased {
             profiles,

@@ -3,6 +3,8 @@
 //! With `synchronous = FULL` a committed transaction survives both a process kill and a power
 //! loss; `NORMAL` survives a process kill only. Counter rows older than a day before the newest
 //! attempt are pruned as attempts arrive, so the tables stay small whatever the traffic.
+//! `ip_users` keeps one row per IP and user with the user's latest attempt, so counting the
+//! other users of an IP reads one row per user, however many attempts they made.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -54,6 +56,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     learned INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS decisions_by_user ON decisions(user_id, at);
+-- Decisions still holding a keystroke sample, so that pruning does not scan every decision.
+CREATE INDEX IF NOT EXISTS decisions_with_keystrokes ON decisions(at)
+    WHERE json_extract(facts, '$.keystroke_sample') IS NOT NULL;
 CREATE TABLE IF NOT EXISTS outcomes (
     decision_id TEXT NOT NULL,
     outcome TEXT NOT NULL,
@@ -67,13 +72,14 @@ CREATE TABLE IF NOT EXISTS failures (
 );
 CREATE INDEX IF NOT EXISTS failures_by_user ON failures(user_id, at);
 CREATE INDEX IF NOT EXISTS failures_by_ip ON failures(ip, at);
-CREATE TABLE IF NOT EXISTS attempts (
+CREATE TABLE IF NOT EXISTS ip_users (
     ip TEXT NOT NULL,
     user_id TEXT NOT NULL,
-    at INTEGER NOT NULL
+    last_at INTEGER NOT NULL,
+    PRIMARY KEY (ip, user_id)
 );
-CREATE INDEX IF NOT EXISTS attempts_by_ip ON attempts(ip, at);
-CREATE INDEX IF NOT EXISTS attempts_by_user ON attempts(user_id);
+CREATE INDEX IF NOT EXISTS ip_users_by_time ON ip_users(ip, last_at);
+CREATE INDEX IF NOT EXISTS ip_users_by_user ON ip_users(user_id);
 ";
 
 pub struct SqliteStore {
@@ -120,6 +126,10 @@ impl SqliteStore {
         };
         connection.pragma_update(None, "synchronous", synchronous)?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        connection.set_prepared_statement_cache_capacity(64);
+        // 64 MiB of page cache (a negative size is in KiB) keeps recent decisions and the
+        // counter indexes in memory.
+        connection.pragma_update(None, "cache_size", -65_536)?;
         connection.execute_batch(SCHEMA)?;
         Ok(SqliteStore {
             path,
@@ -140,11 +150,8 @@ impl SqliteStore {
 
 fn read_profile(connection: &Connection, user_id: &str) -> Result<Option<Profile>, StoreError> {
     let text: Option<String> = connection
-        .query_row(
-            "SELECT profile FROM profiles WHERE user_id = ?1",
-            params![user_id],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT profile FROM profiles WHERE user_id = ?1")?
+        .query_row(params![user_id], |row| row.get(0))
         .optional()?;
     text.map(|text| serde_json::from_str(&text).map_err(|e| corrupt("profile", user_id, e)))
         .transpose()
@@ -157,9 +164,8 @@ fn write_profile(
 ) -> Result<(), StoreError> {
     let text =
         serde_json::to_string(profile).map_err(|e| corrupt("profile", &profile.user_id, e))?;
-    connection.execute(
-        "INSERT INTO profiles (user_id, profile, updated_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT(user_id) DO UPDATE SET profile = excluded.profile, updated_at = excluded.updated_at",
+    connection.prepare_cached("INSERT INTO profiles (user_id, profile, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT(user_id) DO UPDATE SET profile = excluded.profile, updated_at = excluded.updated_at")?.execute(
         params![profile.user_id, text, millis(now)],
     )?;
     Ok(())
@@ -172,7 +178,9 @@ fn count(
     from: i64,
     to: i64,
 ) -> Result<u64, StoreError> {
-    let value: i64 = connection.query_row(sql, params![key, from, to], |row| row.get(0))?;
+    let value: i64 = connection
+        .prepare_cached(sql)?
+        .query_row(params![key, from, to], |row| row.get(0))?;
     Ok(u64::try_from(value).unwrap_or(0))
 }
 
@@ -212,12 +220,15 @@ impl Store for SqliteStore {
             end - windows.ip_failures.num_milliseconds(),
             end,
         )?;
-        let other_users: i64 = connection.query_row(
-            "SELECT COUNT(DISTINCT user_id) FROM attempts
-             WHERE ip = ?1 AND at > ?2 AND at <= ?3 AND user_id <> ?4",
-            params![ip, end - windows.ip_users.num_milliseconds(), end, user_id],
-            |row| row.get(0),
-        )?;
+        let other_users: i64 = connection
+            .prepare_cached(
+                "SELECT COUNT(*) FROM ip_users
+             WHERE ip = ?1 AND last_at > ?2 AND last_at <= ?3 AND user_id <> ?4",
+            )?
+            .query_row(
+                params![ip, end - windows.ip_users.num_milliseconds(), end, user_id],
+                |row| row.get(0),
+            )?;
         Ok(Counters {
             user_failures,
             user_failures_15m,
@@ -234,31 +245,36 @@ impl Store for SqliteStore {
         let at = millis(decision.facts.at);
         let mut connection = self.lock()?;
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        transaction.execute(
-            "INSERT INTO decisions (id, user_id, at, decision, record, facts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        transaction.prepare_cached("INSERT INTO decisions (id, user_id, at, decision, record, facts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(
             params![decision.id, decision.user_id, at, decision.decision.as_str(), record, facts],
         )?;
-        transaction.execute(
-            "INSERT INTO attempts (ip, user_id, at) VALUES (?1, ?2, ?3)",
-            params![decision.facts.ip, decision.user_id, at],
-        )?;
+        transaction
+            .prepare_cached(
+                "INSERT INTO ip_users (ip, user_id, last_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(ip, user_id) DO UPDATE SET last_at = max(last_at, excluded.last_at)",
+            )?
+            .execute(params![decision.facts.ip, decision.user_id, at])?;
         let recorded = self
             .attempts_recorded
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if recorded % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            let newest: i64 =
-                transaction.query_row("SELECT COALESCE(MAX(at), 0) FROM attempts", [], |row| {
-                    row.get(0)
-                })?;
+            let newest: i64 = transaction
+                .prepare_cached("SELECT COALESCE(MAX(last_at), 0) FROM ip_users")?
+                .query_row([], |row| row.get(0))?;
             let cutoff = newest - COUNTER_RETENTION.num_milliseconds();
-            transaction.execute("DELETE FROM attempts WHERE at < ?1", params![cutoff])?;
-            transaction.execute("DELETE FROM failures WHERE at < ?1", params![cutoff])?;
+            transaction
+                .prepare_cached("DELETE FROM ip_users WHERE last_at < ?1")?
+                .execute(params![cutoff])?;
+            transaction
+                .prepare_cached("DELETE FROM failures WHERE at < ?1")?
+                .execute(params![cutoff])?;
             // Keystroke samples of decisions whose outcome never came are not kept longer.
-            transaction.execute(
-                "UPDATE decisions SET facts = json_remove(facts, '$.keystroke_sample')
+            transaction
+                .prepare_cached(
+                    "UPDATE decisions SET facts = json_remove(facts, '$.keystroke_sample')
                  WHERE at < ?1 AND json_extract(facts, '$.keystroke_sample') IS NOT NULL",
-                params![cutoff],
-            )?;
+                )?
+                .execute(params![cutoff])?;
         }
         transaction.commit()?;
         Ok(())
@@ -267,18 +283,17 @@ impl Store for SqliteStore {
     fn decision(&self, id: &str) -> Result<Option<StoredDecision>, StoreError> {
         let connection = self.lock()?;
         let row: Option<(String, String, bool)> = connection
-            .query_row(
-                "SELECT user_id, record, learned FROM decisions WHERE id = ?1",
-                params![id],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )
+            .prepare_cached("SELECT user_id, record, learned FROM decisions WHERE id = ?1")?
+            .query_row(params![id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
             .optional()?;
         let Some((user_id, record, learned)) = row else {
             return Ok(None);
         };
         let record =
             serde_json::from_str(&record).map_err(|e| corrupt("decision record", id, e))?;
-        let mut statement = connection.prepare(
+        let mut statement = connection.prepare_cached(
             "SELECT outcome, received_at FROM outcomes WHERE decision_id = ?1 ORDER BY received_at, rowid",
         )?;
         let mut outcomes = Vec::new();
@@ -311,11 +326,12 @@ impl Store for SqliteStore {
         let mut connection = self.lock()?;
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row: Option<(String, String, String, bool)> = transaction
-            .query_row(
+            .prepare_cached(
                 "SELECT user_id, decision, facts, learned FROM decisions WHERE id = ?1",
-                params![id],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-            )
+            )?
+            .query_row(params![id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
             .optional()?;
         let Some((user_id, decision, facts, learned)) = row else {
             return Ok(None);
@@ -326,7 +342,7 @@ impl Store for SqliteStore {
             serde_json::from_str(&facts).map_err(|e| corrupt("decision facts", id, e))?;
 
         let mut statement =
-            transaction.prepare("SELECT outcome FROM outcomes WHERE decision_id = ?1")?;
+            transaction.prepare_cached("SELECT outcome FROM outcomes WHERE decision_id = ?1")?;
         let mut outcomes = Vec::new();
         for text in statement.query_map(params![id], |row| row.get::<_, String>(0))? {
             let text = text?;
@@ -344,15 +360,15 @@ impl Store for SqliteStore {
             return Ok(Some(EventResult { user_id, plan }));
         }
 
-        transaction.execute(
-            "INSERT INTO outcomes (decision_id, outcome, received_at) VALUES (?1, ?2, ?3)",
-            params![id, outcome.as_str(), millis(received_at)],
-        )?;
+        transaction
+            .prepare_cached(
+                "INSERT INTO outcomes (decision_id, outcome, received_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![id, outcome.as_str(), millis(received_at)])?;
         if plan.record_failure {
-            transaction.execute(
-                "INSERT INTO failures (user_id, ip, at) VALUES (?1, ?2, ?3)",
-                params![user_id, facts.ip, millis(facts.at)],
-            )?;
+            transaction
+                .prepare_cached("INSERT INTO failures (user_id, ip, at) VALUES (?1, ?2, ?3)")?
+                .execute(params![user_id, facts.ip, millis(facts.at)])?;
         }
         if plan.learn || plan.unlearn || plan.report_compromise {
             let mut profile =
@@ -367,17 +383,15 @@ impl Store for SqliteStore {
             }
             write_profile(&transaction, &profile, received_at)?;
             if plan.learn || plan.unlearn {
-                transaction.execute(
-                    "UPDATE decisions SET learned = ?2 WHERE id = ?1",
-                    params![id, plan.learn],
-                )?;
+                transaction
+                    .prepare_cached("UPDATE decisions SET learned = ?2 WHERE id = ?1")?
+                    .execute(params![id, plan.learn])?;
             }
         }
         if plan.learn || plan.record_failure {
             // The keystroke sample was kept only to be learned: drop it once the outcome
             // is known.
-            transaction.execute(
-                "UPDATE decisions SET facts = json_remove(facts, '$.keystroke_sample') WHERE id = ?1",
+            transaction.prepare_cached("UPDATE decisions SET facts = json_remove(facts, '$.keystroke_sample') WHERE id = ?1")?.execute(
                 params![id],
             )?;
         }
@@ -388,18 +402,21 @@ impl Store for SqliteStore {
     fn erase_user(&self, user_id: &str) -> Result<Erased, StoreError> {
         let mut connection = self.lock()?;
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        transaction.execute(
-            "DELETE FROM outcomes WHERE decision_id IN (SELECT id FROM decisions WHERE user_id = ?1)",
+        transaction.prepare_cached("DELETE FROM outcomes WHERE decision_id IN (SELECT id FROM decisions WHERE user_id = ?1)")?.execute(
             params![user_id],
         )?;
-        let decisions =
-            transaction.execute("DELETE FROM decisions WHERE user_id = ?1", params![user_id])?;
-        let profiles =
-            transaction.execute("DELETE FROM profiles WHERE user_id = ?1", params![user_id])?;
-        let failures =
-            transaction.execute("DELETE FROM failures WHERE user_id = ?1", params![user_id])?;
-        let attempts =
-            transaction.execute("DELETE FROM attempts WHERE user_id = ?1", params![user_id])?;
+        let decisions = transaction
+            .prepare_cached("DELETE FROM decisions WHERE user_id = ?1")?
+            .execute(params![user_id])?;
+        let profiles = transaction
+            .prepare_cached("DELETE FROM profiles WHERE user_id = ?1")?
+            .execute(params![user_id])?;
+        let failures = transaction
+            .prepare_cached("DELETE FROM failures WHERE user_id = ?1")?
+            .execute(params![user_id])?;
+        let attempts = transaction
+            .prepare_cached("DELETE FROM ip_users WHERE user_id = ?1")?
+            .execute(params![user_id])?;
         transaction.commit()?;
         Ok(Erased {
             profiles: profiles as u64,
@@ -410,7 +427,9 @@ impl Store for SqliteStore {
 
     fn ping(&self) -> Result<(), StoreError> {
         let connection = self.lock()?;
-        connection.query_row("SELECT 1", [], |_| Ok(()))?;
+        connection
+            .prepare_cached("SELECT 1")?
+            .query_row([], |_| Ok(()))?;
         Ok(())
     }
 }
