@@ -221,19 +221,66 @@ fn respond<T: serde::Serialize>(
     }
 }
 
+/// Authorizes, reads the JSON body and runs `work` on it in the blocking pool.
+async fn with_body<T, F>(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+    scope: Scope,
+    endpoint: &str,
+    work: F,
+) -> HttpResponse
+where
+    T: serde::Serialize + Send + 'static,
+    F: FnOnce(&Engine, &[u8]) -> Result<T, ApiError> + Send + 'static,
+{
+    let result = async {
+        authorize(&state, &request, scope)?;
+        let body = read_json_body(&request, payload, state.max_body_bytes).await?;
+        let engine = state.engine.clone();
+        blocking(move || work(&engine, &body)).await
+    }
+    .await;
+    respond(&state, endpoint, result)
+}
+
+/// Authorizes and runs `work` on the path's id in the blocking pool.
+async fn with_id<T, F>(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    scope: Scope,
+    endpoint: &str,
+    work: F,
+) -> HttpResponse
+where
+    T: serde::Serialize + Send + 'static,
+    F: FnOnce(&Engine, &str) -> Result<T, ApiError> + Send + 'static,
+{
+    let result = async {
+        authorize(&state, &request, scope)?;
+        let engine = state.engine.clone();
+        let id = path.into_inner();
+        blocking(move || work(&engine, &id)).await
+    }
+    .await;
+    respond(&state, endpoint, result)
+}
+
 async fn score(
     state: web::Data<AppState>,
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let result = async {
-        authorize(&state, &request, Scope::Score)?;
-        let body = read_json_body(&request, payload, state.max_body_bytes).await?;
-        let engine = state.engine.clone();
-        blocking(move || engine.score_bytes(&body)).await
-    }
-    .await;
-    respond(&state, "score", result)
+    with_body(
+        state,
+        request,
+        payload,
+        Scope::Score,
+        "score",
+        Engine::score_bytes,
+    )
+    .await
 }
 
 async fn events(
@@ -241,14 +288,15 @@ async fn events(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let result = async {
-        authorize(&state, &request, Scope::Events)?;
-        let body = read_json_body(&request, payload, state.max_body_bytes).await?;
-        let engine = state.engine.clone();
-        blocking(move || engine.event_bytes(&body)).await
-    }
-    .await;
-    respond(&state, "events", result)
+    with_body(
+        state,
+        request,
+        payload,
+        Scope::Events,
+        "events",
+        Engine::event_bytes,
+    )
+    .await
 }
 
 async fn decision(
@@ -256,14 +304,15 @@ async fn decision(
     request: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let result = async {
-        authorize(&state, &request, Scope::Admin)?;
-        let engine = state.engine.clone();
-        let id = path.into_inner();
-        blocking(move || engine.decision(&id)).await
-    }
-    .await;
-    respond(&state, "decisions", result)
+    with_id(
+        state,
+        request,
+        path,
+        Scope::Admin,
+        "decisions",
+        Engine::decision,
+    )
+    .await
 }
 
 async fn erase_user(
@@ -271,14 +320,15 @@ async fn erase_user(
     request: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let result = async {
-        authorize(&state, &request, Scope::Admin)?;
-        let engine = state.engine.clone();
-        let id = path.into_inner();
-        blocking(move || engine.erase_user(&id)).await
-    }
-    .await;
-    respond(&state, "users", result)
+    with_id(
+        state,
+        request,
+        path,
+        Scope::Admin,
+        "users",
+        Engine::erase_user,
+    )
+    .await
 }
 
 async fn healthz() -> HttpResponse {
