@@ -93,12 +93,12 @@ pub fn parse_user_agent(user_agent: &str) -> AgentInfo {
     };
 
     let browser_family = known(result.name).map(str::to_owned);
-    let browser = browser_family.as_ref().map(|family| {
-        match major_version(result.version) {
+    let browser = browser_family
+        .as_ref()
+        .map(|family| match major_version(result.version) {
             Some(major) => format!("{family} {major}"),
             None => family.clone(),
-        }
-    });
+        });
     let (os_family, os) = operating_system(result.os, &result.os_version);
     let device_type = device_type(result.category, result.os, &normalised);
     AgentInfo {
@@ -353,10 +353,41 @@ mod tests {
         // Pseudo-random strings over an alphabet of user-agent fragments, bytes that look
         // binary and multi-byte characters.
         let fragments = [
-            "Mozilla/5.0 ", "(", ")", ";", " ", "Windows NT ", "Android ", "iPhone", "iPad",
-            "CPU OS ", "_", ".", "Chrome/", "Firefox/", "Version/", "MSIE ", "Trident/",
-            "rv:", "like Mac OS X", "Mobile", "wv", "Edg/", "OPR/", "Opera", "\u{0}",
-            "\u{fffd}", "日本", "BB10", "CrOS ", "9", "0", "bot", "Build/", "/", "Xbox",
+            "Mozilla/5.0 ",
+            "(",
+            ")",
+            ";",
+            " ",
+            "Windows NT ",
+            "Android ",
+            "iPhone",
+            "iPad",
+            "CPU OS ",
+            "_",
+            ".",
+            "Chrome/",
+            "Firefox/",
+            "Version/",
+            "MSIE ",
+            "Trident/",
+            "rv:",
+            "like Mac OS X",
+            "Mobile",
+            "wv",
+            "Edg/",
+            "OPR/",
+            "Opera",
+            "\u{0}",
+            "\u{fffd}",
+            "日本",
+            "BB10",
+            "CrOS ",
+            "9",
+            "0",
+            "bot",
+            "Build/",
+            "/",
+            "Xbox",
         ];
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..2_000 {

@@ -75,7 +75,7 @@ pub struct Prediction {
     pub contributions: Vec<f64>,
 }
 
-/// Why an artifact could not be loaded or saved.
+/// An error of loading or saving an artifact.
 #[derive(Debug, Error)]
 pub enum ArtifactError {
     #[error("failed to read model artifact `{path}`: {source}")]
@@ -100,9 +100,7 @@ pub enum ArtifactError {
          version {FORMAT_VERSION}: retrain with this build or upgrade the server"
     )]
     UnsupportedFormatVersion { path: PathBuf, found: String },
-    #[error(
-        "model artifact `{path}` has {coefficients} coefficients for {features} feature names"
-    )]
+    #[error("model artifact `{path}` has {coefficients} coefficients for {features} feature names")]
     CoefficientCount {
         path: PathBuf,
         coefficients: usize,
@@ -124,10 +122,7 @@ pub enum ArtifactError {
     )]
     CalibrationSlope { path: PathBuf, value: f64 },
     #[error("model artifact `{path}` has invalid Freeman tables: {source}")]
-    Freeman {
-        path: PathBuf,
-        source: FreemanError,
-    },
+    Freeman { path: PathBuf, source: FreemanError },
 }
 
 impl ModelArtifact {
@@ -525,6 +520,9 @@ mod tests {
         let mut other = model.clone();
         other.coefficients[0] = 2.5;
         assert_ne!(model.derive_model_version(), other.derive_model_version());
-        assert_eq!(model.derive_model_version(), model.clone().derive_model_version());
+        assert_eq!(
+            model.derive_model_version(),
+            model.clone().derive_model_version()
+        );
     }
 }

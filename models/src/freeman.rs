@@ -3,11 +3,11 @@
 //! a login.
 //!
 //! The paper scores a login with attribute values `x_k` for user `u` by the product over the
-//! attributes of `p(x_k | attack) / p(x_k | u, legitimate)`, approximates the attacker's
-//! distribution by the global frequency `p(x_k)`, and estimates the sparse per-user
-//! `p(x_k | u)` by smoothing along a hierarchy of each attribute (IP address, network,
-//! country; user agent, browser, operating system). This module returns the logarithm of that
-//! ratio for two attributes, so the engine can expose them as two features:
+//! attributes of `p(x_k | attack) / p(x_k | u, legitimate)`. It approximates the attacker's
+//! distribution by the global frequency `p(x_k)`. It estimates the sparse per-user
+//! `p(x_k | u)` by smoothing along a hierarchy of each attribute: IP address, network and
+//! country, or user agent, browser and operating system. This module returns the logarithm of
+//! that ratio for two attributes, so the engine can expose them as two features:
 //!
 //! - network: country, then ASN, then IP address;
 //! - agent: device type, then OS with major version, then browser with major version, then
@@ -18,7 +18,8 @@
 //!
 //! # Estimator
 //!
-//! Each level's value is keyed together with the values of the coarser levels, so the levels
+//! The smoothing is this crate's own back-off in the paper's spirit, not a copy of the
+//! paper's interpolation. Each level's value is keyed together with the values of the coarser levels, so the levels
 //! nest (an ASN key is `country|ASN`). For levels `0` (coarsest) to `m - 1` (finest) the
 //! probability of the login's value chains the conditional probability of each level given
 //! the one above, `p(k_0) * p(k_1 | k_0) * ... * p(k_{m-1} | k_{m-2})`, and each conditional
@@ -36,8 +37,9 @@
 //!
 //! The score is `ln p_G(x) - ln p_U(x)` summed over the levels. Every term is finite for
 //! positive smoothing constants, a user without history scores exactly 0, and at the first
-//! level where the user has never seen the value the term is `ln((c_U(parent) + a_U) / a_U)`:
-//! the more history the user has under the parent, the higher the risk of leaving it.
+//! level where the user has never seen the value the term is `ln((c_U(parent) + a_U) / a_U)`
+//! and the finer levels add 0. So the more history the user has under the parent, the higher
+//! the risk of leaving it.
 //! Because a never-used value's share follows the global distribution, its ratio does not
 //! depend on how rare the value is globally. Global rarity lowers the score of values the
 //! user does use, which are then strong evidence of the user.
@@ -56,6 +58,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::agent::{AgentInfo, parse_user_agent};
+use crate::linear::sigmoid;
 
 /// Level names of the network branch, coarsest first.
 pub const NETWORK_LEVELS: [&str; 3] = ["country", "asn", "ip"];
@@ -194,9 +197,8 @@ impl LevelTable {
         if self.values.len() <= max_values {
             return;
         }
-        let mut entries: Vec<(String, GlobalEntry)> = std::mem::take(&mut self.values)
-            .into_iter()
-            .collect();
+        let mut entries: Vec<(String, GlobalEntry)> =
+            std::mem::take(&mut self.values).into_iter().collect();
         // Most frequent first, ties by key so the result does not depend on insertion order.
         entries.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
         for (_, entry) in entries.drain(max_values..) {
@@ -424,6 +426,19 @@ impl FreemanScores {
     pub fn has_history(&self) -> bool {
         self.user_logins > 0
     }
+
+    /// Returns `sigmoid(network)`, which equals `p(x) / (p(x) + p(x | user))`: the attack
+    /// probability at even prior odds, in `[0, 1]` as the feature vector expects. It is 0.5
+    /// for a user without history.
+    pub fn network_probability(&self) -> f64 {
+        sigmoid(self.network)
+    }
+
+    /// Returns `sigmoid(agent)`, as [`FreemanScores::network_probability`] does for the
+    /// network branch.
+    pub fn agent_probability(&self) -> f64 {
+        sigmoid(self.agent)
+    }
 }
 
 /// Scores one login against the global tables and the user's history. Both scores are
@@ -503,14 +518,13 @@ fn branch_log_ratio(
         // A bounded table can drop a parent and keep its child, so the parent count is at
         // least the child's.
         let global_parent = global_parent_count.max(global_count);
-        let global_probability = (global_count
-            + smoothing.global / (global_parent_children + 1.0))
+        let global_probability = (global_count + smoothing.global / (global_parent_children + 1.0))
             / (global_parent + smoothing.global);
 
         let user_count = user_level.get(key).map_or(0, |entry| entry.count) as f64;
         let user_parent = user_parent_count.max(user_count);
-        let user_probability = (user_count + smoothing.user * global_probability)
-            / (user_parent + smoothing.user);
+        let user_probability =
+            (user_count + smoothing.user * global_probability) / (user_parent + smoothing.user);
 
         log_ratio += global_probability.ln() - user_probability.ln();
 
@@ -518,7 +532,11 @@ fn branch_log_ratio(
         global_parent_children = global_level.children(key) as f64;
         user_parent_count = user_count;
     }
-    if log_ratio.is_finite() { log_ratio } else { 0.0 }
+    if log_ratio.is_finite() {
+        log_ratio
+    } else {
+        0.0
+    }
 }
 
 #[cfg(test)]
@@ -579,6 +597,9 @@ mod tests {
         assert!((scores.network - expected).abs() < TOLERANCE, "{scores:?}");
         assert!(scores.network < 0.0);
         assert!(scores.has_history());
+        assert!(scores.network_probability() < 0.5);
+        let ratio = scores.network.exp();
+        assert!((scores.network_probability() - ratio / (1.0 + ratio)).abs() < TOLERANCE);
     }
 
     #[test]
@@ -587,7 +608,10 @@ mod tests {
         let scores = freeman_scores(&global, &user, &login("203.0.113.1", 3, "RU"));
         // The country was never used by the user: the term is ln((5 + 1) / 1), and the finer
         // levels have no user history under them, so their terms are 0.
-        assert!((scores.network - 6.0_f64.ln()).abs() < TOLERANCE, "{scores:?}");
+        assert!(
+            (scores.network - 6.0_f64.ln()).abs() < TOLERANCE,
+            "{scores:?}"
+        );
         let usual = freeman_scores(&global, &user, &login("192.0.2.1", 1, "NO"));
         assert!(scores.network > usual.network + 2.0);
     }
@@ -600,14 +624,19 @@ mod tests {
 
         // A new address in the user's ASN: known country and ASN, then ln 6 for the address.
         let new_ip = freeman_scores(&global, &user, &login("192.0.2.99", 1, "NO"));
-        let expected_ip =
-            seen_term(country, 5.0, 5.0) + seen_term(below, 5.0, 5.0) + 6.0_f64.ln();
-        assert!((new_ip.network - expected_ip).abs() < TOLERANCE, "{new_ip:?}");
+        let expected_ip = seen_term(country, 5.0, 5.0) + seen_term(below, 5.0, 5.0) + 6.0_f64.ln();
+        assert!(
+            (new_ip.network - expected_ip).abs() < TOLERANCE,
+            "{new_ip:?}"
+        );
 
         // A new ASN in the user's country.
         let new_asn = freeman_scores(&global, &user, &login("192.0.2.99", 9, "NO"));
         let expected_asn = seen_term(country, 5.0, 5.0) + 6.0_f64.ln();
-        assert!((new_asn.network - expected_asn).abs() < TOLERANCE, "{new_asn:?}");
+        assert!(
+            (new_asn.network - expected_asn).abs() < TOLERANCE,
+            "{new_asn:?}"
+        );
 
         // A new country.
         let new_country = freeman_scores(&global, &user, &login("192.0.2.99", 9, "SE"));
@@ -654,6 +683,7 @@ mod tests {
         assert_eq!(scores.network, 0.0);
         assert_eq!(scores.agent, 0.0);
         assert!(!scores.has_history());
+        assert_eq!(scores.agent_probability(), 0.5);
 
         let mut user = UserHistory::default();
         user.observe(&attempt, at(0));
@@ -711,7 +741,12 @@ mod tests {
         assert_eq!(ip_level.distinct(), 100);
         // Each of the 100 ASNs has exactly one address under it, but only the kept ASNs
         // remember it.
-        assert!(global.network[1].values.values().all(|entry| entry.children == 1));
+        assert!(
+            global.network[1]
+                .values
+                .values()
+                .all(|entry| entry.children == 1)
+        );
     }
 
     #[test]
@@ -726,7 +761,10 @@ mod tests {
         assert_eq!(countries, ["DK", "SE"]);
         assert_eq!(user.agent[0].len(), 1);
         assert_eq!(user.agent[0]["desktop"].count, 4);
-        assert_eq!(user.agent[0]["desktop"].last_seen_ms, at(3).timestamp_millis());
+        assert_eq!(
+            user.agent[0]["desktop"].last_seen_ms,
+            at(3).timestamp_millis()
+        );
     }
 
     #[test]
@@ -762,6 +800,9 @@ mod tests {
             serde_json::from_str::<GlobalTables>(&global_json).unwrap(),
             global
         );
-        assert_eq!(serde_json::from_str::<UserHistory>(&user_json).unwrap(), user);
+        assert_eq!(
+            serde_json::from_str::<UserHistory>(&user_json).unwrap(),
+            user
+        );
     }
 }

@@ -9,3 +9,5 @@ pub mod features;
 pub mod freeman;
 pub mod keystroke;
 pub mod linear;
+#[cfg(feature = "train")]
+pub mod train;
