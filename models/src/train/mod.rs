@@ -101,3 +101,70 @@ pub enum TrainError {
     #[error("failed to draw `{path}`: {message}")]
     Plot { path: PathBuf, message: String },
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::freeman::{
+        FreemanScores, GlobalTables, LevelKeys, LoginAttributes, UserHistory,
+        freeman_scores_for_keys,
+    };
+
+    const RBA_SAMPLE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../data/logins/rba-dataset-first19rows.csv"
+    );
+
+    /// Replays the RBA sample in time order, scoring each login before it is learned.
+    fn replay_rba_sample() -> Vec<(LoginRecord, FreemanScores)> {
+        let records = read_logins(Path::new(RBA_SAMPLE), Format::Rba).unwrap();
+        let mut global = GlobalTables::default();
+        let mut users: HashMap<String, UserHistory> = HashMap::new();
+        let mut scored = Vec::new();
+        for record in records {
+            let keys = LevelKeys::new(&LoginAttributes {
+                ip: record.ip,
+                asn: record.asn,
+                country: record.country.clone(),
+                user_agent: record.user_agent.clone(),
+            });
+            let user = users.entry(record.user_id.clone()).or_default();
+            let scores = freeman_scores_for_keys(&global, user, &keys);
+            user.observe_keys(&keys, record.timestamp);
+            global.observe_keys(&keys);
+            scored.push((record, scores));
+        }
+        scored
+    }
+
+    #[test]
+    fn rba_sample_replays_through_freeman() {
+        let scored = replay_rba_sample();
+        assert_eq!(scored.len(), 19);
+        for (record, scores) in &scored {
+            assert!(scores.network.is_finite(), "row {}", record.row);
+            assert!(scores.agent.is_finite(), "row {}", record.row);
+        }
+        let row = |number: usize| {
+            scored
+                .iter()
+                .find(|(record, _)| record.row == number)
+                .map(|(_, scores)| *scores)
+                .unwrap()
+        };
+        // Row 1 is the first login of its user, so there is no evidence either way.
+        assert_eq!(row(1).user_logins, 0);
+        assert_eq!(row(1).network, 0.0);
+        // Row 6 repeats the user's country and ASN of row 4 with a new address. Row 18 comes
+        // from a country the user has not used in six logins, which scores ln(6 + 1).
+        assert!(row(6).network < row(18).network);
+        assert!(
+            (row(18).network - 7.0_f64.ln()).abs() < 1e-12,
+            "{:?}",
+            row(18)
+        );
+    }
+}
