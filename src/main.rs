@@ -142,6 +142,8 @@ enum RulesCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the reference table of the variables a condition can read, as Markdown.
+    Variables,
     /// Run the rule tests of a case file against a rules file or folder.
     Test {
         /// Rules file or folder.
@@ -470,6 +472,10 @@ fn main() -> ExitCode {
                 format,
                 config,
             } => rules_check(path, *format, config.as_deref()),
+            RulesCommand::Variables => {
+                print!("{}", rules::variables_reference());
+                Ok(ExitCode::SUCCESS)
+            }
             RulesCommand::Test {
                 path,
                 cases,

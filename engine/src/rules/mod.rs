@@ -43,6 +43,7 @@ pub use decide::{
 };
 pub use diagnostic::{CheckError, Diagnostic, Diagnostics, render_human, render_json};
 pub use rule::{ActionKind, MAX_RULES, RuleMode, RuleSummary};
+pub use schema::variables_reference;
 pub use settings::Thresholds;
 pub use source::{MAX_FILE_BYTES, MAX_FILES};
 

@@ -66,33 +66,129 @@ pub(crate) const ROOTS: [&str; 12] = [
     "learning",
 ];
 
-/// Variables other than `signals.*`, by full path.
-const FIXED_VARIABLES: &[(&str, Ty)] = &[
-    ("risk", Ty::Double),
-    ("role", Ty::String),
-    ("app", Ty::String),
-    ("tenant", Ty::String),
-    ("geo.country", Ty::String),
-    ("geo.city", Ty::String),
-    ("geo.asn", Ty::Int),
-    ("geo.anonymous", Ty::Bool),
-    ("device.known", Ty::Bool),
-    ("device.seen_count", Ty::Int),
-    ("user.logins", Ty::Int),
-    ("user.days_since_last", Ty::Double),
-    ("user.failures_15m", Ty::Int),
-    ("ip.trusted", Ty::Bool),
-    ("time.hour_local", Ty::Int),
-    ("degraded", Ty::Bool),
-    ("learning", Ty::Bool),
+/// Variables other than `signals.*`, by full path, with their meaning for the reference page.
+const FIXED_VARIABLES: &[(&str, Ty, &str)] = &[
+    (
+        "risk",
+        Ty::Double,
+        "adjust rules read the model's risk; decision rules read the risk after adjust rules",
+    ),
+    (
+        "role",
+        Ty::String,
+        "the role as the CRM sent it, `\"\"` when absent (filters use the role with a table, or `default`)",
+    ),
+    (
+        "app",
+        Ty::String,
+        "the calling application, `\"\"` when absent",
+    ),
+    ("tenant", Ty::String, "the tenant, `\"\"` when absent"),
+    (
+        "geo.country",
+        Ty::String,
+        "ISO 3166-1 alpha-2 code, `\"\"` when unknown",
+    ),
+    ("geo.city", Ty::String, "`\"\"` when unknown"),
+    (
+        "geo.asn",
+        Ty::Int,
+        "autonomous system number, `0` when unknown",
+    ),
+    (
+        "geo.anonymous",
+        Ty::Bool,
+        "anonymiser according to the geo-IP databases",
+    ),
+    (
+        "device.known",
+        Ty::Bool,
+        "whether the device is in the user's profile",
+    ),
+    (
+        "device.seen_count",
+        Ty::Int,
+        "verified logins from this device",
+    ),
+    ("user.logins", Ty::Int, "verified logins of the user"),
+    (
+        "user.days_since_last",
+        Ty::Double,
+        "days since the last verified login, `-1.0` when there was none",
+    ),
+    (
+        "user.failures_15m",
+        Ty::Int,
+        "failed logins in the last 15 minutes",
+    ),
+    (
+        "ip.trusted",
+        Ty::Bool,
+        "whether the address is in `trusted_networks`",
+    ),
+    (
+        "time.hour_local",
+        Ty::Int,
+        "hour in the user's time zone, 0 to 23, `-1` when unknown",
+    ),
+    (
+        "degraded",
+        Ty::Bool,
+        "a signal the decision needs could not be evaluated",
+    ),
+    (
+        "learning",
+        Ty::Bool,
+        "the user has too little verified history, or recently reported a login as not theirs",
+    ),
 ];
+
+/// Renders the variable table of the rules reference (`rules/README.md`) from the schema
+/// that the checker uses, so the page cannot drift from what conditions may read.
+pub fn variables_reference() -> String {
+    let mut rows = vec![
+        "| variable | type | meaning |".to_owned(),
+        "| --- | --- | --- |".to_owned(),
+    ];
+    let row = |path: &str, ty: &str, meaning: &str| format!("| `{path}` | {ty} | {meaning} |");
+    for (path, ty, meaning) in &FIXED_VARIABLES[..4] {
+        rows.push(row(path, &ty.to_string(), meaning));
+    }
+    rows.push(row(
+        "signals.<name>.value",
+        &Ty::Double.to_string(),
+        "from 0 to 1; `0.0` when not evaluable",
+    ));
+    rows.push(row(
+        "signals.<name>.evaluable",
+        &Ty::Bool.to_string(),
+        "whether the signal could be computed",
+    ));
+    for (path, ty, meaning) in &FIXED_VARIABLES[4..13] {
+        rows.push(row(path, &ty.to_string(), meaning));
+    }
+    rows.push(row(
+        "ip.in_list(\"name\")",
+        &Ty::Bool.to_string(),
+        "whether the engine's IP list `name` (for example `tor_exit`) contains the address; `riskgate rules check` and the server reject a name that no configured list has",
+    ));
+    for (path, ty, meaning) in &FIXED_VARIABLES[13..] {
+        rows.push(row(path, &ty.to_string(), meaning));
+    }
+    rows.push(String::new());
+    rows.push(format!(
+        "Signal names: {}.",
+        SIGNAL_NAMES.map(|name| format!("`{name}`")).join(", ")
+    ));
+    rows.join("\n") + "\n"
+}
 
 /// Every readable variable by full path, `signals.<name>.value` and
 /// `signals.<name>.evaluable` included.
 static VARIABLES: LazyLock<BTreeMap<String, Ty>> = LazyLock::new(|| {
     let mut variables: BTreeMap<String, Ty> = FIXED_VARIABLES
         .iter()
-        .map(|(path, ty)| (path.to_string(), ty.clone()))
+        .map(|(path, ty, _)| (path.to_string(), ty.clone()))
         .collect();
     for signal in SIGNAL_NAMES {
         variables.insert(format!("signals.{signal}.value"), Ty::Double);
