@@ -3,7 +3,8 @@
 //! A login goes through [`request`] (validation), [`geo`] and [`iplists`] (enrichment),
 //! [`store`] and [`profile`] (history), [`signals`], the model from `riskgate-models`, and
 //! [`rules`], all driven by [`engine::Engine`]. [`http`] and [`server`] put it behind the HTTP
-//! API; [`replay`] streams recorded logins through it.
+//! API; [`replay`] streams recorded logins through it, and [`simulate`] generates labelled
+//! login histories to replay, train and evaluate with.
 
 pub mod config;
 pub mod engine;
@@ -18,4 +19,5 @@ pub mod request;
 pub mod rules;
 pub mod server;
 pub mod signals;
+pub mod simulate;
 pub mod store;
