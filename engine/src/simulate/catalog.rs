@@ -17,8 +17,8 @@ use crate::geo::{AnonymousStatus, CityNetwork, GeoIp};
 use crate::iplists::IpLists;
 use crate::signals::distance_km;
 
-/// Networks read per city database. A larger database is thinned to about this many, in
-/// proportion to the networks of each city (see [`GeoIp::city_networks`]).
+/// Networks read per city database. A larger database is thinned to at most this many,
+/// in proportion to the networks of each city (see [`GeoIp::city_networks`]).
 pub(super) const MAX_NETWORKS_PER_DATABASE: usize = 200_000;
 
 /// Networks within this distance of a place's coordinates join the place. Two networks of
