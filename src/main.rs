@@ -13,6 +13,7 @@ use riskgate_engine::config::Config;
 use riskgate_engine::engine::Engine;
 use riskgate_engine::replay::{self, HttpTarget, ReplayOptions, ScoreTarget};
 use riskgate_engine::rules;
+use riskgate_engine::simulate::{self, OutputFormat, SimulateOptions};
 use riskgate_models::keystroke::{self, Detector};
 
 #[derive(Parser)]
@@ -46,6 +47,9 @@ enum Command {
     },
     /// Stream a login CSV through the engine in timestamp order and summarise the decisions.
     Replay(ReplayArgs),
+    /// Generate a labelled login history (CSV in the riskgate layout, or Parquet) whose
+    /// addresses come from the configured geo-IP databases.
+    Simulate(SimulateArgs),
     /// Check and test rules files.
     Rules {
         #[command(subcommand)]
@@ -121,6 +125,31 @@ struct ReplayArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Number of users (staff accounts) to simulate.
+    #[arg(long)]
+    users: usize,
+    /// Length of the period in days.
+    #[arg(long)]
+    days: u32,
+    /// Random seed; the same seed and options give the same file.
+    #[arg(long)]
+    seed: u64,
+    /// Output file: `.csv`, or `.parquet` in builds with `--features train`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Configuration file whose geo-IP databases and IP lists provide the addresses.
+    #[arg(long, default_value = "riskgate.toml")]
+    config: PathBuf,
+    /// First day of the period (YYYY-MM-DD), which starts at 00:00 UTC.
+    #[arg(long, default_value = "2026-01-05")]
+    start: chrono::NaiveDate,
+    /// Keystroke timings in the CMU layout; users type as its subjects.
+    #[arg(long, default_value = "data/keystroke/IIITBh-Big.csv")]
+    keystrokes: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -324,6 +353,24 @@ fn run_replay(args: &ReplayArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_simulate(args: &SimulateArgs) -> Result<()> {
+    // A wrong extension fails before the generation starts.
+    OutputFormat::from_path(&args.out)?;
+    let config = Config::load(&args.config)?;
+    let options = SimulateOptions {
+        users: args.users,
+        days: args.days,
+        seed: args.seed,
+        start: args.start,
+        keystrokes: args.keystrokes.clone(),
+    };
+    let simulation = simulate::simulate(&config, &options)?;
+    simulation.write(&args.out)?;
+    println!("wrote {}", args.out.display());
+    print!("{}", simulation.summary());
+    Ok(())
+}
+
 fn rules_check(path: &Path, format: FormatArg, config: Option<&Path>) -> Result<ExitCode> {
     let diagnostics = rules::check_path(path);
     let list_errors = if diagnostics.is_empty() {
@@ -466,6 +513,7 @@ fn main() -> ExitCode {
         Command::Serve { service, listen } => serve(service, *listen).map(|()| ExitCode::SUCCESS),
         Command::Score { service, request } => score(service, request).map(|()| ExitCode::SUCCESS),
         Command::Replay(args) => run_replay(args).map(|()| ExitCode::SUCCESS),
+        Command::Simulate(args) => run_simulate(args).map(|()| ExitCode::SUCCESS),
         Command::Rules { command } => match command {
             RulesCommand::Check {
                 path,

@@ -4,7 +4,8 @@
 //! [`store`] and [`profile`] (history), [`signals`], the model from `riskgate-models`, and
 //! [`rules`], all driven by [`engine::Engine`]. [`http`] and [`server`] put it behind the HTTP
 //! API, and [`reload`] swaps in the rules when their files change; [`replay`] streams recorded
-//! logins through it.
+//! logins through it, and [`simulate`] generates labelled login histories to replay, train
+//! and evaluate with.
 
 pub mod config;
 pub mod engine;
@@ -20,4 +21,5 @@ pub mod request;
 pub mod rules;
 pub mod server;
 pub mod signals;
+pub mod simulate;
 pub mod store;

@@ -130,6 +130,10 @@ impl Database {
         &self.reader.metadata().database_type
     }
 
+    pub(super) fn reader(&self) -> &Reader<Vec<u8>> {
+        &self.reader
+    }
+
     /// Looks `ip` up and decodes its record. Returns `Ok(None)` when the file has no record
     /// for `ip`, including an IPv6 address asked of an IPv4-only file.
     pub(super) fn decode<T: DeserializeOwned>(

@@ -7,6 +7,7 @@
 //! database). Results are cached per canonical IP address in a moka cache.
 
 mod database;
+mod networks;
 mod records;
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ use maxminddb::MaxMindDbError;
 use serde::de::DeserializeOwned;
 
 use database::{CitySchema, Database};
+pub use networks::CityNetwork;
 
 /// Geo-IP databases to open. The files of each kind are tried in list order until one has
 /// a usable record for the address.

@@ -736,3 +736,77 @@ fn dbip_city_local_files() {
     );
     assert_eq!(geo.invalid_records(), 0);
 }
+
+/// Checks that the first and last address of every network resolve to its record.
+fn assert_networks_resolve(geo: &GeoIp, networks: &[CityNetwork]) {
+    for entry in networks {
+        for address in [entry.network.network(), entry.network.broadcast()] {
+            let found = geo.lookup(address).city.clone();
+            assert_eq!(
+                found.as_ref(),
+                Some(entry.record.as_ref()),
+                "{address} of {}",
+                entry.network
+            );
+        }
+    }
+}
+
+#[test]
+fn city_networks_resolve_to_record() {
+    let geo = open_city(&["geoip/GeoIP2-City-Test.mmdb"]);
+    let networks = geo
+        .city_networks(usize::MAX)
+        .unwrap_or_else(|error| panic!("walk failed: {error}"));
+    assert_networks_resolve(&geo, &networks);
+    let london = networks
+        .iter()
+        .find(|entry| entry.network.contains(&ip("81.2.69.142")))
+        .unwrap_or_else(|| panic!("no network contains 81.2.69.142"));
+    assert_eq!(london.record.city, some("London"));
+    let san_diego_v6 = networks
+        .iter()
+        .find(|entry| entry.network.contains(&ip("2001:480:10::1")));
+    assert!(san_diego_v6.is_some(), "no IPv6 network of San Diego");
+    // 214.1.1.0/24 has only traits, so its record is empty and left out.
+    let anycast = networks
+        .iter()
+        .find(|entry| entry.network.contains(&ip("214.1.1.0")));
+    assert_eq!(anycast, None);
+}
+
+#[test]
+fn city_networks_skip_shadowed() {
+    let geo = open_city(&[
+        "geoip/GeoLite2-City-Test.mmdb",
+        "geoip/GeoIP2-City-Test.mmdb",
+    ]);
+    let networks = geo
+        .city_networks(usize::MAX)
+        .unwrap_or_else(|error| panic!("walk failed: {error}"));
+    assert_networks_resolve(&geo, &networks);
+    // Only the second file has Melbourne, so its network comes from that file.
+    let melbourne = networks
+        .iter()
+        .find(|entry| entry.network.contains(&ip("214.0.1.0")))
+        .unwrap_or_else(|| panic!("no network contains 214.0.1.0"));
+    assert_eq!(melbourne.record.city, some("Melbourne"));
+    assert_eq!(geo.invalid_records(), 0);
+}
+
+#[test]
+fn city_networks_thinned() {
+    let geo = open_city(&["geoip/GeoIP2-City-Test.mmdb"]);
+    let all = geo
+        .city_networks(usize::MAX)
+        .unwrap_or_else(|error| panic!("walk failed: {error}"));
+    let thinned = geo
+        .city_networks(10)
+        .unwrap_or_else(|error| panic!("walk failed: {error}"));
+    assert!(!thinned.is_empty(), "no network kept");
+    assert!(thinned.len() <= 10, "{} networks kept", thinned.len());
+    assert!(
+        thinned.iter().all(|entry| all.contains(entry)),
+        "a thinned network is not in the full walk"
+    );
+}

@@ -912,6 +912,7 @@ mod tests {
             tenant: None,
             device_id: None,
             rtt_ms: None,
+            keystrokes: None,
             login_successful: true,
             is_attack,
             attack_kind: kind.map(str::to_owned),

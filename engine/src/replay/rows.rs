@@ -9,13 +9,15 @@ use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use csv::StringRecord;
+use riskgate_models::keystroke::KeystrokeEvent;
 use serde_json::{Map, Value, json};
 
 /// Column layout of a login CSV file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     /// `timestamp,user_id,ip,user_agent,role,app,tenant,device_id,login_successful,is_attack,
-    /// attack_kind[,rtt_ms]`, with RFC 3339 timestamps and `true`/`false` labels.
+    /// attack_kind[,rtt_ms][,keystrokes]`, with RFC 3339 timestamps, `true`/`false` labels
+    /// and keystrokes as a JSON array of `{"down_ms", "up_ms"}` objects.
     Riskgate,
     /// The public RBA dataset (Wiefling et al., ACM TOPS 2022): `Login Timestamp` in UTC
     /// without an offset, `True`/`False` labels, no device id and no role.
@@ -103,6 +105,8 @@ pub struct LoginRow {
     pub tenant: Option<String>,
     pub device_id: Option<String>,
     pub rtt_ms: Option<f64>,
+    /// Key events of the typed password, sent as `keystrokes.events`.
+    pub keystrokes: Option<Vec<KeystrokeEvent>>,
     /// Whether the password was correct; the replay reports `login_failed` otherwise.
     pub login_successful: bool,
     pub is_attack: bool,
@@ -137,6 +141,9 @@ impl LoginRow {
         if let Some(rtt) = self.rtt_ms {
             body.insert("rtt_ms".into(), json!(rtt));
         }
+        if let Some(events) = &self.keystrokes {
+            body.insert("keystrokes".into(), json!({ "events": events }));
+        }
         Value::Object(body)
     }
 }
@@ -154,6 +161,7 @@ pub(crate) struct Columns {
     tenant: Option<usize>,
     device_id: Option<usize>,
     rtt_ms: Option<usize>,
+    keystrokes: Option<usize>,
     login_successful: usize,
     is_attack: usize,
     attack_kind: Option<usize>,
@@ -181,6 +189,7 @@ impl Columns {
                 tenant: find("tenant"),
                 device_id: find("device_id"),
                 rtt_ms: find("rtt_ms"),
+                keystrokes: find("keystrokes"),
                 login_successful: require("login_successful")?,
                 is_attack: require("is_attack")?,
                 attack_kind: find("attack_kind"),
@@ -197,6 +206,7 @@ impl Columns {
                 tenant: None,
                 device_id: None,
                 rtt_ms: find("Round-Trip Time [ms]"),
+                keystrokes: None,
                 login_successful: require("Login Successful")?,
                 is_attack: require("Is Attack IP")?,
                 attack_kind: None,
@@ -234,6 +244,7 @@ impl Columns {
             tenant: optional_field(record, self.tenant),
             device_id: optional_field(record, self.device_id),
             rtt_ms: parse_rtt(record, self.rtt_ms)?,
+            keystrokes: parse_keystrokes(record, self.keystrokes)?,
             login_successful,
             is_attack,
             attack_kind,
@@ -348,6 +359,30 @@ fn parse_rtt(record: &StringRecord, index: Option<usize>) -> Result<Option<f64>,
     }
 }
 
+/// Parses a JSON array of `{"down_ms", "up_ms"}` objects. The error names only the
+/// position, because the timings are biometric data and are never logged.
+fn parse_keystrokes(
+    record: &StringRecord,
+    index: Option<usize>,
+) -> Result<Option<Vec<KeystrokeEvent>>, String> {
+    let Some(index) = index else {
+        return Ok(None);
+    };
+    let text = field(record, index);
+    if text.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str::<Vec<KeystrokeEvent>>(text)
+        .map(Some)
+        .map_err(|error| {
+            format!(
+                "invalid `keystrokes` at character {}: expected a JSON array of objects \
+                 with `down_ms` and `up_ms` in milliseconds",
+                error.column()
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,6 +464,82 @@ mod tests {
         assert_eq!(row.score_request(), expected);
         assert!(!row.login_successful);
         assert_eq!(row.attack_kind, None);
+        Ok(())
+    }
+
+    #[test]
+    fn keystrokes_column_sent_as_events() -> TestResult {
+        let headers = csv::StringRecord::from(vec![
+            "timestamp",
+            "user_id",
+            "ip",
+            "login_successful",
+            "is_attack",
+            "keystrokes",
+        ]);
+        let columns = Columns::resolve(Layout::Riskgate, &headers)?;
+        let typed = columns.parse(
+            &csv::StringRecord::from(vec![
+                "2024-03-04T08:15:00Z",
+                "ada",
+                "81.2.69.160",
+                "true",
+                "false",
+                r#"[{"down_ms":0,"up_ms":80.5},{"down_ms":210,"up_ms":300.25}]"#,
+            ]),
+            2,
+        )?;
+        let expected = vec![
+            KeystrokeEvent {
+                down_ms: 0.0,
+                up_ms: 80.5,
+            },
+            KeystrokeEvent {
+                down_ms: 210.0,
+                up_ms: 300.25,
+            },
+        ];
+        assert_eq!(typed.keystrokes.as_deref(), Some(expected.as_slice()));
+        assert_eq!(
+            typed.score_request()["keystrokes"],
+            json!({ "events": [
+                { "down_ms": 0.0, "up_ms": 80.5 },
+                { "down_ms": 210.0, "up_ms": 300.25 },
+            ]})
+        );
+
+        let pasted = columns.parse(
+            &record("2024-03-04T08:15:00Z,ada,81.2.69.160,true,false,"),
+            3,
+        )?;
+        assert_eq!(pasted.keystrokes, None);
+        assert_eq!(pasted.score_request().get("keystrokes"), None);
+
+        let invalid = [
+            r#"[{"down_ms":0}]"#,
+            r#"[{"down_ms":0,"up_ms":1,"key":"a"}]"#,
+            "not json",
+        ];
+        for text in invalid {
+            let result = columns.parse(
+                &csv::StringRecord::from(vec![
+                    "2024-03-04T08:15:00Z",
+                    "ada",
+                    "81.2.69.160",
+                    "true",
+                    "false",
+                    text,
+                ]),
+                4,
+            );
+            let Err(message) = result else {
+                return Err(format!("keystrokes `{text}` parsed, expected an error").into());
+            };
+            assert!(
+                message.starts_with("invalid `keystrokes` at character"),
+                "`{text}`: message `{message}`"
+            );
+        }
         Ok(())
     }
 
