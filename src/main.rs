@@ -14,6 +14,9 @@ use riskgate_engine::engine::Engine;
 use riskgate_engine::replay::{self, HttpTarget, ReplayOptions, ScoreTarget};
 use riskgate_engine::rules;
 use riskgate_engine::simulate::{self, OutputFormat, SimulateOptions};
+
+#[cfg(feature = "train")]
+mod train;
 use riskgate_models::keystroke::{self, Detector};
 
 #[derive(Parser)]
@@ -50,6 +53,22 @@ enum Command {
     /// Generate a labelled login history (CSV in the riskgate layout, or Parquet) whose
     /// addresses come from the configured geo-IP databases.
     Simulate(SimulateArgs),
+    /// Fit the logistic risk combiner on a labelled login history (needs `--features train`).
+    #[cfg(feature = "train")]
+    Train {
+        /// Login history: CSV or Parquet, in the riskgate layout or the RBA dataset's.
+        #[arg(long)]
+        input: PathBuf,
+        /// Column layout of the input.
+        #[arg(long, value_enum, default_value = "riskgate")]
+        format: LayoutArg,
+        /// Where to write the model artifact (JSON).
+        #[arg(long)]
+        out: PathBuf,
+        /// Configuration whose geo databases, lists and rules the replay uses.
+        #[arg(long, default_value = "riskgate.toml")]
+        config: PathBuf,
+    },
     /// Check and test rules files.
     Rules {
         #[command(subcommand)]
@@ -514,6 +533,25 @@ fn main() -> ExitCode {
         Command::Score { service, request } => score(service, request).map(|()| ExitCode::SUCCESS),
         Command::Replay(args) => run_replay(args).map(|()| ExitCode::SUCCESS),
         Command::Simulate(args) => run_simulate(args).map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "train")]
+        Command::Train {
+            input,
+            format,
+            out,
+            config,
+        } => train::run(&train::TrainArgs {
+            input,
+            format: match format {
+                LayoutArg::Riskgate => riskgate_models::train::Format::Riskgate,
+                LayoutArg::Rba => riskgate_models::train::Format::Rba,
+            },
+            out,
+            config,
+        })
+        .map(|path| {
+            println!("wrote {}", path.display());
+            ExitCode::SUCCESS
+        }),
         Command::Rules { command } => match command {
             RulesCommand::Check {
                 path,
