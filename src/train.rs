@@ -126,7 +126,7 @@ pub fn run(args: &TrainArgs<'_>) -> Result<PathBuf> {
     let records = riskgate_models::train::read_logins(args.input, args.format)
         .with_context(|| format!("cannot read `{}`", args.input.display()))?;
     if records.is_empty() {
-        bail!("`{}` holds no logins", args.input.display());
+        bail!("`{}` contains no logins", args.input.display());
     }
     let (builder, rejected) = training_rows(&config, &records)?;
     if rejected > 0 {
