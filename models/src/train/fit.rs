@@ -445,24 +445,16 @@ fn require_both_classes(part: &'static str, rows: usize, attacks: usize) -> Resu
 fn standardisation(values: &Array2<f64>, rows: &[usize]) -> (Vec<f64>, Vec<f64>) {
     let width = values.ncols();
     let count = rows.len() as f64;
-    let sum_rows = |accumulate: &(dyn Fn(usize, usize) -> f64 + Sync)| -> Vec<f64> {
-        rows.par_iter()
-            .fold(
-                || vec![0.0; width],
-                |mut sums, &row| {
-                    for (column, sum) in sums.iter_mut().enumerate() {
-                        *sum += accumulate(row, column);
-                    }
-                    sums
-                },
-            )
-            .reduce(
-                || vec![0.0; width],
-                |mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            )
+    // A sequential sum: a parallel reduction adds in an order that depends on thread
+    // scheduling, so the same data could give coefficients that differ in the last bits.
+    let sum_rows = |accumulate: &dyn Fn(usize, usize) -> f64| -> Vec<f64> {
+        let mut sums = vec![0.0; width];
+        for &row in rows {
+            for (column, sum) in sums.iter_mut().enumerate() {
+                *sum += accumulate(row, column);
+            }
+        }
+        sums
     };
     let means: Vec<f64> = sum_rows(&|row, column| values[[row, column]])
         .into_iter()
