@@ -62,7 +62,7 @@ enum Command {
         /// Column layout of the input.
         #[arg(long, value_enum, default_value = "riskgate")]
         format: LayoutArg,
-        /// Where to write the model artifact (JSON).
+        /// Path of the model artifact (JSON) to write.
         #[arg(long)]
         out: PathBuf,
         /// Configuration whose geo databases, lists and rules the replay uses.

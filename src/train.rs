@@ -102,11 +102,8 @@ pub fn training_rows(
             record.is_attack,
             &attempt.user_id,
         )?;
-        let decision = match response.decision.as_str() {
-            "allow" => Decision::Allow,
-            "step_up" => Decision::StepUp,
-            _ => Decision::Deny,
-        };
+        let decision = Decision::parse(response.decision.as_str())
+            .ok_or_else(|| anyhow::anyhow!("row {}: unknown decision", record.row))?;
         for outcome in outcomes_for(decision, record.login_successful, record.is_attack) {
             engine
                 .event(&EventRequest {
@@ -134,7 +131,7 @@ pub fn run(args: &TrainArgs<'_>) -> Result<PathBuf> {
     }
     let digest = riskgate_models::train::sha256_file(args.input)?;
     // NOTE: the Freeman et al. likelihood features are not yet part of the online feature
-    // vector, so the artifact carries empty tables and the combiner sees the signals only.
+    // vector, so the artifact carries empty tables and the combiner uses the signals only.
     let set = builder.finish(GlobalTables::default(), digest);
     let artifact = riskgate_models::train::fit(&set, &FitOptions::default())?;
     artifact.save(args.out)?;

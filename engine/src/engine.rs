@@ -458,7 +458,7 @@ impl Engine {
         let facts = AttemptFacts {
             at: attempt.timestamp,
             ip: ip_text,
-            network: signals::network_of(attempt.ip),
+            network: crate::request::novelty_network(attempt.ip),
             device_hash: attempt.device_hash.clone(),
             country: geo.city.as_ref().and_then(|city| city.country.clone()),
             city: geo.city.as_ref().and_then(|city| city.city.clone()),

@@ -19,7 +19,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// A 400 for an invalid value of `field`.
+    /// Builds a 400 for an invalid value of `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError {
             status: 400,
@@ -29,7 +29,7 @@ impl ApiError {
         }
     }
 
-    /// A 400 for a required field that is absent.
+    /// Builds a 400 for a required field that is absent.
     pub fn missing(field: impl Into<String>) -> Self {
         let field = field.into();
         ApiError {
@@ -40,7 +40,7 @@ impl ApiError {
         }
     }
 
-    /// A 400 for a body that is not valid JSON.
+    /// Builds a 400 for a body that is not valid JSON.
     pub fn malformed(message: impl Into<String>, field: Option<String>) -> Self {
         ApiError {
             status: 400,
@@ -95,7 +95,7 @@ impl ApiError {
         }
     }
 
-    /// A 500 or 503 whose message is safe to show: the cause goes to the log, not the client.
+    /// Builds a 500 whose message is safe to show. The cause goes to the log, not the client.
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError {
             status: 500,

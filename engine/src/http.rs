@@ -2,8 +2,8 @@
 //!
 //! Handlers read the body themselves, so that an oversized body, a wrong content type and
 //! malformed JSON all get the same JSON error shape as a validation failure. Scoring runs on
-//! actix's blocking pool because the store is synchronous SQLite; a panic there becomes a 500
-//! for that request and never takes a worker down.
+//! actix's blocking pool because the store is synchronous SQLite. A panic there becomes a 500
+//! for that request and does not take a worker down.
 
 use std::sync::Arc;
 
@@ -347,7 +347,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "rules_reload_error": reload_error,
         })),
         Ok(Err(message)) | Err(ApiError { message, .. }) => {
-            tracing::warn!(%message, "not ready: the store does not answer");
+            tracing::warn!(%message, "not ready: the store does not respond");
             HttpResponse::ServiceUnavailable().json(serde_json::json!({
                 "status": "unavailable",
                 "store": message,

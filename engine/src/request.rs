@@ -127,7 +127,8 @@ impl Outcome {
         }
     }
 
-    fn parse(text: &str) -> Option<Outcome> {
+    /// Parses the wire name of an outcome, such as `mfa_passed`.
+    pub fn parse(text: &str) -> Option<Outcome> {
         Outcome::ALL
             .into_iter()
             .find(|outcome| outcome.as_str() == text)
@@ -252,7 +253,7 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
-/// The network an address counts as for novelty: the address itself for IPv4, the /64 for
+/// Returns the network an address counts as for novelty: the address itself for IPv4, the /64 for
 /// IPv6, because privacy extensions rotate the host part within one /64.
 pub fn novelty_network(ip: IpAddr) -> String {
     match canonical_ip(ip) {
@@ -383,7 +384,7 @@ fn check_number(field: &str, value: f64, min: f64, max: f64) -> Result<(), ApiEr
 }
 
 impl ScoreRequest {
-    /// Validates and normalises the request; `now` stands in for a missing timestamp.
+    /// Validates and normalises the request. `now` replaces a missing timestamp.
     pub fn into_attempt(self, now: DateTime<Utc>) -> Result<Attempt, ApiError> {
         let raw_user = self
             .user_id

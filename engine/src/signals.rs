@@ -4,8 +4,8 @@
 //! Each signal returns a value in `[0, 1]`, whether it could be evaluated, and a reason in
 //! words. A signal that cannot be evaluated contributes nothing to the risk. When the cause is
 //! missing data about the attempt itself (no geo record, no coordinates, a timestamp not after
-//! the last verified login), it also marks the decision degraded, so the degraded policy and
-//! not a low score decides such a login.
+//! the last verified login), it also marks the decision degraded. The degraded policy, not a
+//! low score, then decides such a login.
 
 use std::net::IpAddr;
 
@@ -17,7 +17,6 @@ use riskgate_models::keystroke::{KeystrokeAssessment, NotEvaluable as KeystrokeN
 use crate::config::SignalConfig;
 use crate::geo::{AnonymousStatus, GeoRecord};
 use crate::profile::{Profile, city_key};
-use crate::request::novelty_network;
 use crate::store::Counters;
 
 /// Accuracy radius assumed for a city record that has coordinates but states no radius, in km.
@@ -537,11 +536,6 @@ pub fn local_hour(timestamp: DateTime<Utc>, zone: Option<&str>) -> Option<u32> {
     Some(timestamp.with_timezone(&zone).hour())
 }
 
-/// Returns the novelty network of `ip`.
-pub fn network_of(ip: IpAddr) -> String {
-    novelty_network(ip)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -661,7 +655,7 @@ mod tests {
     }
 
     #[test]
-    fn london_to_changchun_in_half_an_hour_is_impossible() {
+    fn travel_london_changchun_impossible() {
         let fixture = Fixture::new(changchun(), profile_in_london(1));
         let signal = impossible_travel(&fixture.input("175.16.199.0", "2026-01-01T09:30:00Z"));
         assert!(signal.evaluable);

@@ -111,7 +111,7 @@ pub fn sigmoid(x: f64) -> f64 {
     }
 }
 
-/// The inverse of [`sigmoid`], with `p` clamped away from 0 and 1.
+/// Returns the inverse of [`sigmoid`], with `p` clamped away from 0 and 1.
 pub fn logit(p: f64) -> f64 {
     let p = p.clamp(1e-12, 1.0 - 1e-12);
     (p / (1.0 - p)).ln()

@@ -11,15 +11,12 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Duration, Utc};
 
 use super::{
-    CounterWindows, Counters, Erased, EventResult, NewDecision, RecordedOutcome, Store, StoreError,
-    StoredDecision,
+    COUNTER_RETENTION, CounterWindows, Counters, Erased, EventResult, NewDecision, RecordedOutcome,
+    Store, StoreError, StoredDecision,
 };
 use crate::profile::{AttemptFacts, DecisionKind, DecisionState, Profile, plan_event};
 use crate::request::Outcome;
 use riskgate_models::keystroke::TemplateConfig;
-
-/// How long counter rows are kept, measured back from the newest attempt.
-const COUNTER_RETENTION: Duration = Duration::days(1);
 
 struct Decision {
     user_id: String,

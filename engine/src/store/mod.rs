@@ -34,6 +34,10 @@ pub enum StoreError {
     Poisoned,
 }
 
+/// How long counter rows are kept, measured back from the newest attempt. It must exceed the
+/// longest counter window.
+pub const COUNTER_RETENTION: Duration = Duration::days(1);
+
 /// The windows the counters are taken over.
 #[derive(Debug, Clone, Copy)]
 pub struct CounterWindows {

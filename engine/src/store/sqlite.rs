@@ -14,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Deserialize;
 
 use super::{
-    CounterWindows, Counters, Erased, EventResult, NewDecision, RecordedOutcome, Store, StoreError,
-    StoredDecision,
+    COUNTER_RETENTION, CounterWindows, Counters, Erased, EventResult, NewDecision, RecordedOutcome,
+    Store, StoreError, StoredDecision,
 };
 use crate::profile::{AttemptFacts, DecisionKind, DecisionState, Profile, plan_event};
 use crate::request::Outcome;
@@ -24,8 +24,6 @@ use riskgate_models::keystroke::TemplateConfig;
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "riskgate.sqlite3";
 
-/// How long counter rows are kept, measured back from the newest attempt.
-const COUNTER_RETENTION: Duration = Duration::days(1);
 /// Prune counter rows once every this many recorded attempts.
 const PRUNE_EVERY: u64 = 1_000;
 
@@ -302,7 +300,7 @@ impl Store for SqliteStore {
         })?;
         for row in rows {
             let (text, received) = row?;
-            let outcome = parse_outcome(&text).ok_or_else(|| corrupt("outcome", id, &text))?;
+            let outcome = Outcome::parse(&text).ok_or_else(|| corrupt("outcome", id, &text))?;
             outcomes.push(RecordedOutcome {
                 outcome,
                 received_at: from_millis(received),
@@ -346,7 +344,7 @@ impl Store for SqliteStore {
         let mut outcomes = Vec::new();
         for text in statement.query_map(params![id], |row| row.get::<_, String>(0))? {
             let text = text?;
-            outcomes.push(parse_outcome(&text).ok_or_else(|| corrupt("outcome", id, &text))?);
+            outcomes.push(Outcome::parse(&text).ok_or_else(|| corrupt("outcome", id, &text))?);
         }
         drop(statement);
 
@@ -432,12 +430,6 @@ impl Store for SqliteStore {
             .query_row([], |_| Ok(()))?;
         Ok(())
     }
-}
-
-fn parse_outcome(text: &str) -> Option<Outcome> {
-    Outcome::ALL
-        .into_iter()
-        .find(|outcome| outcome.as_str() == text)
 }
 
 #[cfg(test)]
