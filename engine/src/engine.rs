@@ -15,7 +15,9 @@ use moka::sync::Cache;
 use serde::Serialize;
 use thiserror::Error;
 
+use riskgate_models::agent::{AgentInfo, parse_user_agent};
 use riskgate_models::features::FeatureVector;
+use riskgate_models::freeman::{GlobalTables, LevelKeys, LoginAttributes, freeman_scores_for_keys};
 use riskgate_models::keystroke::{
     KeystrokeAssessment, KeystrokeEvent, NotEvaluable as KeystrokeNotEvaluable, TemplateConfig,
     TimingVector, extract_features,
@@ -89,6 +91,21 @@ pub struct EventResponse {
     pub failure_counted: bool,
 }
 
+/// Distinct user-agent strings whose parse the engine keeps.
+const AGENT_CACHE_CAPACITY: u64 = 10_000;
+
+/// What [`Engine::enrich`] computes about an attempt without reading stored history.
+#[derive(Debug, Clone)]
+pub struct Enrichment {
+    geo: Arc<GeoRecord>,
+    asn: Option<u32>,
+    ip_lists: Vec<String>,
+    trusted_network: bool,
+    keystroke_sample: Option<Result<TimingVector, KeystrokeNotEvaluable>>,
+    hour_local: Option<u32>,
+    freeman_keys: LevelKeys,
+}
+
 /// The rules and the model in force, swapped together on reload.
 pub struct Active {
     pub rules: RuleSet,
@@ -102,6 +119,8 @@ pub struct Engine {
     list_roles: ListRoles,
     store: Arc<dyn Store>,
     profiles: Cache<String, Arc<Profile>>,
+    /// Parsed user agents by user-agent string; parsing runs regular expressions.
+    agents: Cache<String, Arc<AgentInfo>>,
     /// Counter incremented whenever an event changes a profile. A profile read from the store
     /// is cached only if no change happened during the read, so the cache never keeps a
     /// profile older than the store's.
@@ -207,6 +226,7 @@ impl Engine {
             list_roles,
             store,
             profiles: Cache::new(config.store.profile_cache_capacity),
+            agents: Cache::new(AGENT_CACHE_CAPACITY),
             profile_epoch: std::sync::atomic::AtomicU64::new(0),
             active: ArcSwap::from_pointee(Active { rules, model }),
             signal_config,
@@ -323,12 +343,98 @@ impl Engine {
     ) -> Result<(ScoreResponse, FeatureVector), ApiError> {
         let started = Instant::now();
         let active = self.active.load();
+        let enrichment = self.enrich_with(&active, attempt);
+        self.score_enriched_with(&active, attempt, enrichment, started)
+    }
 
+    /// Computes everything about an attempt that does not depend on stored history: geo-IP,
+    /// IP lists, keystroke features, local hour and Freeman keys. It reads no store, so
+    /// offline replays compute it for many attempts in parallel and then call
+    /// [`Engine::score_enriched`] in time order.
+    pub fn enrich(&self, attempt: &Attempt) -> Enrichment {
+        self.enrich_with(&self.active.load(), attempt)
+    }
+
+    /// Scores an attempt enriched by [`Engine::enrich`] and records the decision, as
+    /// [`Engine::score_with_features`] does. The enrichment must come from this engine with
+    /// the same rules in force, because trusted networks come from the rules.
+    pub fn score_enriched(
+        &self,
+        attempt: &Attempt,
+        enrichment: Enrichment,
+    ) -> Result<(ScoreResponse, FeatureVector), ApiError> {
+        let started = Instant::now();
+        self.score_enriched_with(&self.active.load(), attempt, enrichment, started)
+    }
+
+    fn enrich_with(&self, active: &Active, attempt: &Attempt) -> Enrichment {
         let geo = self.geo.lookup(attempt.ip);
         let asn = geo.asn.as_ref().map(|asn| asn.number);
         let ip_lists = self.lists.lists_containing(attempt.ip, asn);
         let trusted_network = active.rules.is_trusted_network(attempt.ip);
+        let keystroke_sample = attempt.keystrokes.as_ref().map(|events| {
+            let events: Vec<KeystrokeEvent> = events
+                .iter()
+                .map(|event| KeystrokeEvent {
+                    down_ms: event.down_ms,
+                    up_ms: event.up_ms,
+                })
+                .collect();
+            extract_features(&events)
+        });
+        let time_zone = geo.city.as_ref().and_then(|city| city.time_zone.as_deref());
+        let hour_local = signals::local_hour(attempt.timestamp, time_zone);
+        let freeman_keys = self.freeman_keys_for(attempt, &geo);
+        Enrichment {
+            geo,
+            asn,
+            ip_lists,
+            trusted_network,
+            keystroke_sample,
+            hour_local,
+            freeman_keys,
+        }
+    }
 
+    /// Returns the Freeman network and user-agent keys of an attempt.
+    pub fn freeman_keys(&self, attempt: &Attempt) -> LevelKeys {
+        self.freeman_keys_for(attempt, &self.geo.lookup(attempt.ip))
+    }
+
+    fn freeman_keys_for(&self, attempt: &Attempt, geo: &GeoRecord) -> LevelKeys {
+        let agent = match attempt.user_agent.as_deref() {
+            Some(user_agent) => self
+                .agents
+                .get_with_by_ref(user_agent, || Arc::new(parse_user_agent(user_agent))),
+            None => Arc::new(AgentInfo::unknown()),
+        };
+        LevelKeys::with_agent(
+            &LoginAttributes {
+                ip: attempt.ip,
+                asn: geo.asn.as_ref().map(|asn| asn.number),
+                country: geo.city.as_ref().and_then(|city| city.country.clone()),
+                user_agent: attempt.user_agent.clone(),
+            },
+            &agent,
+        )
+    }
+
+    fn score_enriched_with(
+        &self,
+        active: &Active,
+        attempt: &Attempt,
+        enrichment: Enrichment,
+        started: Instant,
+    ) -> Result<(ScoreResponse, FeatureVector), ApiError> {
+        let Enrichment {
+            geo,
+            asn,
+            ip_lists,
+            trusted_network,
+            keystroke_sample,
+            hour_local,
+            freeman_keys,
+        } = enrichment;
         let profile = self.profile(&attempt.user_id).map_err(|error| {
             tracing::error!(%error, "cannot load a profile");
             ApiError::unavailable("the history store is unavailable; retry or fall back to MFA")
@@ -341,21 +447,11 @@ impl Engine {
                 tracing::error!(%error, "cannot read counters");
                 ApiError::unavailable("the history store is unavailable; retry or fall back to MFA")
             })?;
-        let keystroke_sample = attempt.keystrokes.as_ref().map(|events| {
-            let events: Vec<KeystrokeEvent> = events
-                .iter()
-                .map(|event| KeystrokeEvent {
-                    down_ms: event.down_ms,
-                    up_ms: event.up_ms,
-                })
-                .collect();
-            extract_features(&events)
-        });
         let keystroke = keystroke_sample
             .as_ref()
             .map(|sample| self.assess_keystrokes(&profile, sample));
-        let time_zone = geo.city.as_ref().and_then(|city| city.time_zone.as_deref());
-        let hour_local = signals::local_hour(attempt.timestamp, time_zone);
+        let freeman =
+            freeman_scores_for_keys(global_tables(active), &profile.freeman, &freeman_keys);
 
         let input = SignalInput {
             ip: attempt.ip,
@@ -371,6 +467,7 @@ impl Engine {
             trusted_network,
             hour_local,
             keystroke: keystroke.as_ref(),
+            freeman: &freeman,
         };
         let signals = signals::evaluate_all(&input);
 
@@ -469,17 +566,22 @@ impl Engine {
             keystroke_sample: keystroke_sample
                 .and_then(Result::ok)
                 .map(TimingVector::into_values),
+            freeman_keys: Some(freeman_keys),
         };
-        let record = decision_record(
-            &response,
-            attempt,
-            &geo,
-            &ip_lists,
-            &signals,
-            &prediction.logit,
-            &outcome,
-            &degraded_by,
-        );
+        let record = if self.store.keeps_records() {
+            decision_record(
+                &response,
+                attempt,
+                &geo,
+                &ip_lists,
+                &signals,
+                &prediction.logit,
+                &outcome,
+                &degraded_by,
+            )
+        } else {
+            serde_json::Value::Null
+        };
         self.store
             .record_decision(&crate::store::NewDecision {
                 id: decision_id.clone(),
@@ -684,6 +786,12 @@ impl Engine {
         let geo = self.geo.cache_stats();
         self.metrics.render(&[("geo", geo.hits, geo.misses)])
     }
+}
+
+/// Returns the Freeman global tables of the model in force.
+fn global_tables(_active: &Active) -> &'static GlobalTables {
+    static EMPTY: std::sync::LazyLock<GlobalTables> = std::sync::LazyLock::new(GlobalTables::default);
+    &EMPTY
 }
 
 fn decision_kind(outcome: &RulesDecision) -> DecisionKind {

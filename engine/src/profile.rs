@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use riskgate_models::freeman::{LevelKeys, UserHistory};
 use riskgate_models::keystroke::{
     KeystrokeTemplate, NotEvaluable, TemplateConfig, TemplateError, TimingVector,
 };
@@ -70,6 +71,9 @@ pub struct Profile {
     /// Typing-rhythm template built from the keystroke samples of verified logins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keystroke_template: Option<KeystrokeTemplate>,
+    /// Network and user-agent value counts of verified logins, for the Freeman features.
+    #[serde(default)]
+    pub freeman: UserHistory,
 }
 
 /// Facts of a scored attempt, recorded with its decision so that a later outcome can teach the
@@ -89,6 +93,9 @@ pub struct AttemptFacts {
     /// Verified keystroke features of this attempt, learned only with the rest of the facts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keystroke_sample: Option<Vec<f64>>,
+    /// Network and user-agent keys of this attempt, learned into [`Profile::freeman`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeman_keys: Option<LevelKeys>,
 }
 
 impl AttemptFacts {
@@ -169,6 +176,9 @@ impl Profile {
         remember(&mut self.networks, &facts.network, facts.at);
         if let Some(hour) = facts.hour_local.filter(|hour| *hour < 24) {
             self.hours[hour as usize] += 1;
+        }
+        if let Some(keys) = &facts.freeman_keys {
+            self.freeman.observe_keys(keys, facts.at);
         }
         let login = VerifiedLogin {
             at: facts.at,
@@ -257,6 +267,9 @@ impl Profile {
         if let Some(hour) = facts.hour_local.filter(|hour| *hour < 24) {
             let slot = &mut self.hours[hour as usize];
             *slot = slot.saturating_sub(1);
+        }
+        if let Some(keys) = &facts.freeman_keys {
+            self.freeman.forget_keys(keys);
         }
         // The template cannot tell which sample came from this login, so a login reported as
         // not the user's discards the whole template and enrolment starts again.
@@ -393,6 +406,7 @@ mod tests {
             accuracy_radius_km: Some(10.0),
             hour_local: Some(9),
             keystroke_sample: None,
+            freeman_keys: None,
         }
     }
 

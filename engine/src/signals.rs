@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Timelike, Utc};
 use serde::Serialize;
 
+use riskgate_models::freeman::FreemanScores;
 use riskgate_models::keystroke::{KeystrokeAssessment, NotEvaluable as KeystrokeNotEvaluable};
 
 use crate::config::SignalConfig;
@@ -110,6 +111,9 @@ pub struct SignalInput<'a> {
     /// The keystroke sample assessed against the user's template; `None` when the request
     /// carried no keystrokes.
     pub keystroke: Option<&'a KeystrokeAssessment>,
+    /// Log-likelihood ratios of the login's network and user agent against the user's
+    /// verified history and the model's global tables.
+    pub freeman: &'a FreemanScores,
 }
 
 /// Evaluates every signal, in the order of the feature vector.
@@ -127,6 +131,8 @@ pub fn evaluate_all(input: &SignalInput<'_>) -> Vec<Signal> {
         unusual_hour(input),
         learning(input),
         keystroke_anomaly(input),
+        freeman_network(input),
+        freeman_agent(input),
     ]
 }
 
@@ -530,6 +536,47 @@ pub fn keystroke_anomaly(input: &SignalInput<'_>) -> Signal {
     Signal::not_evaluable(NAME, cause, format!("keystrokes: {}", assessment.reason))
 }
 
+/// Freeman et al. likelihood of the login's network (country, ASN, address) under attack
+/// against under the user's history, as `sigmoid(ln p(x) - ln p(x | user))`: 0.5 is no
+/// evidence either way and values near 1 mean the user has never logged in from anywhere
+/// like it.
+pub fn freeman_network(input: &SignalInput<'_>) -> Signal {
+    freeman_signal(
+        "freeman_network",
+        "network",
+        input.freeman.network,
+        input.freeman,
+    )
+}
+
+/// As [`freeman_network`], for the user agent (device type, OS, browser, full string).
+pub fn freeman_agent(input: &SignalInput<'_>) -> Signal {
+    freeman_signal("freeman_agent", "user agent", input.freeman.agent, input.freeman)
+}
+
+fn freeman_signal(
+    name: &'static str,
+    attribute: &str,
+    log_ratio: f64,
+    scores: &FreemanScores,
+) -> Signal {
+    if !scores.has_history() {
+        return Signal::not_evaluable(
+            name,
+            NotEvaluable::NoHistory,
+            format!("no verified login to compare the {attribute} with"),
+        );
+    }
+    Signal::value(
+        name,
+        riskgate_models::linear::sigmoid(log_ratio),
+        format!(
+            "{attribute} log-likelihood ratio {log_ratio:.2} against {} verified logins",
+            scores.user_logins
+        ),
+    )
+}
+
 /// Returns the local hour of `timestamp` in the IANA time zone `zone`.
 pub fn local_hour(timestamp: DateTime<Utc>, zone: Option<&str>) -> Option<u32> {
     let zone: chrono_tz::Tz = zone?.parse().ok()?;
@@ -602,6 +649,7 @@ mod tests {
                     accuracy_radius_km: Some(100.0),
                     hour_local: Some(9),
                     keystroke_sample: None,
+                    freeman_keys: None,
                 },
                 &TemplateConfig::default(),
             );
@@ -617,6 +665,7 @@ mod tests {
         roles: ListRoles,
         lists: Vec<String>,
         configured: Vec<String>,
+        freeman: FreemanScores,
     }
 
     impl Fixture {
@@ -632,6 +681,11 @@ mod tests {
                 },
                 lists: Vec::new(),
                 configured: vec!["tor_exit".into(), "hosting".into()],
+                freeman: FreemanScores {
+                    network: 0.0,
+                    agent: 0.0,
+                    user_logins: 0,
+                },
             }
         }
 
@@ -650,6 +704,7 @@ mod tests {
                 trusted_network: false,
                 hour_local: Some(9),
                 keystroke: None,
+                freeman: &self.freeman,
             }
         }
     }
@@ -800,5 +855,27 @@ mod tests {
             None
         );
         assert_eq!(local_hour(at("2026-07-01T12:00:00Z"), None), None);
+    }
+
+    #[test]
+    fn freeman_needs_history_and_maps_ratio() {
+        let mut fixture = Fixture::new(london(), profile_in_london(3));
+        let network = freeman_network(&fixture.input("81.2.69.142", "2026-01-01T09:30:00Z"));
+        assert!(!network.evaluable);
+        assert_eq!(network.not_evaluable, Some(NotEvaluable::NoHistory));
+        assert!(!network.degrades());
+
+        fixture.freeman = FreemanScores {
+            network: 3.0,
+            agent: -2.0,
+            user_logins: 3,
+        };
+        let input = fixture.input("81.2.69.142", "2026-01-01T09:30:00Z");
+        let network = freeman_network(&input);
+        assert!(network.evaluable);
+        assert!((network.value - 1.0 / (1.0 + (-3.0f64).exp())).abs() < 1e-12);
+        let agent = freeman_agent(&input);
+        assert!(agent.evaluable);
+        assert!(agent.value < 0.5, "{}", agent.detail);
     }
 }

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Feature names in vector order. Models store this list and refuse to load against another.
-pub const FEATURE_NAMES: [&str; 12] = [
+pub const FEATURE_NAMES: [&str; 14] = [
     "new_device",
     "new_country",
     "new_city",
@@ -20,6 +20,8 @@ pub const FEATURE_NAMES: [&str; 12] = [
     "unusual_hour",
     "learning",
     "keystroke_anomaly",
+    "freeman_network",
+    "freeman_agent",
 ];
 
 /// Number of features in a [`FeatureVector`].

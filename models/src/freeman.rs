@@ -92,7 +92,7 @@ pub struct LoginAttributes {
 
 /// The nested keys of one login, coarsest level first. Building them parses the user agent,
 /// so callers that score and then learn the same login build them once.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LevelKeys {
     pub network: [String; 3],
     pub agent: [String; 4],
@@ -379,6 +379,28 @@ impl UserHistory {
         }
         for (level, key) in self.agent.iter_mut().zip(&keys.agent) {
             remember(level, key, at_ms, capacity);
+        }
+    }
+
+    /// Removes one login learned with [`UserHistory::observe_keys`], for a login later
+    /// reported as not the user's. A value whose count reaches 0 is removed. The last-seen
+    /// times stay as they are, because the previous ones are not kept.
+    pub fn forget_keys(&mut self, keys: &LevelKeys) {
+        self.logins = self.logins.saturating_sub(1);
+        for (level, key) in self.network.iter_mut().zip(&keys.network) {
+            forget(level, key);
+        }
+        for (level, key) in self.agent.iter_mut().zip(&keys.agent) {
+            forget(level, key);
+        }
+    }
+}
+
+fn forget(level: &mut BTreeMap<String, UserEntry>, key: &str) {
+    if let Some(entry) = level.get_mut(key) {
+        entry.count = entry.count.saturating_sub(1);
+        if entry.count == 0 {
+            level.remove(key);
         }
     }
 }
@@ -765,6 +787,23 @@ mod tests {
             user.agent[0]["desktop"].last_seen_ms,
             at(3).timestamp_millis()
         );
+    }
+
+    #[test]
+    fn forget_undoes_one_login() {
+        let mut user = UserHistory::default();
+        let home = LevelKeys::new(&login("192.0.2.1", 1, "NO"));
+        let away = LevelKeys::new(&login("198.51.100.1", 2, "US"));
+        user.observe_keys(&home, at(0));
+        user.observe_keys(&home, at(1));
+        user.observe_keys(&away, at(2));
+        user.forget_keys(&away);
+        assert_eq!(user.logins, 2);
+        assert!(!user.network[0].contains_key("US"));
+        assert_eq!(user.network[0]["NO"].count, 2);
+        user.forget_keys(&home);
+        assert_eq!(user.network[0]["NO"].count, 1);
+        assert_eq!(user.agent[0]["desktop"].count, 1);
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! passes. The file must therefore be a regular, seekable file, not a pipe.
 
 mod http;
+#[cfg(feature = "train")]
+pub mod offline;
 pub mod outcome;
 mod rows;
 mod summary;

@@ -36,6 +36,8 @@ use std::sync::Arc;
 use cel::{Context, Env};
 use sha2::{Digest, Sha256};
 
+use riskgate_models::features::{FEATURE_COUNT, FEATURE_NAMES};
+
 pub use condition::{MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH};
 pub use decide::{
     Decision, DeviceFacts, GeoFacts, Level, RuleInput, RuleOutcome, RuleTrace, RulesDecision,
@@ -54,20 +56,7 @@ use source::SourceFile;
 
 /// Signals the engine computes, and the only names `[scoring.weights]` and
 /// `signals.<name>` accept.
-pub const SIGNAL_NAMES: [&str; 12] = [
-    "new_device",
-    "new_country",
-    "new_city",
-    "impossible_travel",
-    "anonymous_ip",
-    "hosting_network",
-    "user_failures",
-    "ip_failures",
-    "ip_many_users",
-    "unusual_hour",
-    "learning",
-    "keystroke_anomaly",
-];
+pub const SIGNAL_NAMES: [&str; FEATURE_COUNT] = FEATURE_NAMES;
 
 /// MFA factors a rules file may require.
 pub const FACTOR_NAMES: [&str; 7] = [

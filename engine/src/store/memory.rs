@@ -297,6 +297,10 @@ impl Store for MemoryStore {
         })
     }
 
+    fn keeps_records(&self) -> bool {
+        self.keep_records
+    }
+
     fn ping(&self) -> Result<(), StoreError> {
         self.lock().map(|_| ())
     }
@@ -336,6 +340,7 @@ mod tests {
                 accuracy_radius_km: Some(20.0),
                 hour_local: Some((9 + index % 5) as u32),
                 keystroke_sample: None,
+                freeman_keys: None,
             },
         }
     }

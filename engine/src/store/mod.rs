@@ -132,4 +132,10 @@ pub trait Store: Send + Sync {
 
     /// Checks that the backend responds.
     fn ping(&self) -> Result<(), StoreError>;
+
+    /// Returns whether [`Store::decision`] returns full decision records. The engine builds
+    /// a record only for a store that keeps it.
+    fn keeps_records(&self) -> bool {
+        true
+    }
 }

@@ -464,6 +464,7 @@ mod tests {
                 accuracy_radius_km: Some(10.0),
                 hour_local: Some(9),
                 keystroke_sample: None,
+                freeman_keys: None,
             },
         }
     }
