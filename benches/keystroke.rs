@@ -1,10 +1,11 @@
 //! Latency of the online keystroke path: feature extraction from key events plus the default
 //! detector's score against a 31-feature template, with the template built outside the timed
-//! closure.
+//! closure. Also the enrolment of one verified sample into a full 50-sample template, which
+//! refits the model and the leave-one-out genuine scores.
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use riskgate_models::keystroke::{
     Dataset, KeystrokeTemplate, TemplateConfig, events_from_cmu_row, extract_features,
 };
@@ -38,6 +39,18 @@ fn keystroke(c: &mut Criterion) {
     });
     c.bench_function("keystroke/assess_events", |b| {
         b.iter(|| template.assess_events(black_box(&events)))
+    });
+    let next_sample = &samples[50];
+    c.bench_function("keystroke/add_sample_full_window", |b| {
+        b.iter_batched(
+            || (template.clone(), next_sample.clone()),
+            |(mut full, sample)| {
+                full.add_sample(black_box(sample))
+                    .expect("IIITBh samples are plausible");
+                full
+            },
+            BatchSize::SmallInput,
+        )
     });
 }
 

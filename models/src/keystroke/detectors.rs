@@ -99,16 +99,20 @@ impl Detector {
 
     /// Fits a model to a user's genuine training vectors.
     pub fn fit(&self, training: &[TimingVector]) -> Result<Model, FitError> {
-        let rows = training_matrix(training)?;
+        self.fit_matrix(&training_matrix(training)?)
+    }
+
+    /// Fits a model to a matrix from [`training_matrix`], one training vector per row.
+    pub(crate) fn fit_matrix(&self, rows: &Array2<f64>) -> Result<Model, FitError> {
         let model = match self {
             Detector::Euclidean => Model::Euclidean {
-                mean: column_means(&rows).to_vec(),
+                mean: column_means(rows).to_vec(),
             },
             Detector::Manhattan => Model::Manhattan {
-                mean: column_means(&rows).to_vec(),
+                mean: column_means(rows).to_vec(),
             },
             Detector::ManhattanScaled => {
-                let mean = column_means(&rows);
+                let mean = column_means(rows);
                 let spread = rows
                     .columns()
                     .into_iter()
@@ -125,16 +129,16 @@ impl Detector {
                 }
             }
             Detector::Mahalanobis => {
-                let mean = column_means(&rows);
-                let whitening = Whitening::from_covariance(&covariance(&rows, &mean));
+                let mean = column_means(rows);
+                let whitening = Whitening::from_covariance(&covariance(rows, &mean));
                 Model::Mahalanobis {
                     mean: mean.to_vec(),
                     whitening,
                 }
             }
             Detector::NnMahalanobis => {
-                let mean = column_means(&rows);
-                let whitening = Whitening::from_covariance(&covariance(&rows, &mean));
+                let mean = column_means(rows);
+                let whitening = Whitening::from_covariance(&covariance(rows, &mean));
                 let projected = rows
                     .rows()
                     .into_iter()
@@ -146,8 +150,8 @@ impl Detector {
                 }
             }
             Detector::OutlierCount => {
-                let mean = column_means(&rows);
-                let sd = covariance(&rows, &mean)
+                let mean = column_means(rows);
+                let sd = covariance(rows, &mean)
                     .diag()
                     .iter()
                     .map(|v| v.sqrt())
@@ -158,7 +162,7 @@ impl Detector {
                 }
             }
             Detector::RobustManhattan => {
-                Model::RobustManhattan(super::robust::RobustModel::fit(&rows)?)
+                Model::RobustManhattan(super::robust::RobustModel::fit(rows)?)
             }
         };
         Ok(model)
@@ -385,8 +389,9 @@ impl Model {
     }
 }
 
-/// Stacks training vectors into a matrix after checking lengths and values.
-fn training_matrix(training: &[TimingVector]) -> Result<Array2<f64>, FitError> {
+/// Stacks training vectors into a matrix, one per row in standard layout, after checking
+/// lengths and values.
+pub(crate) fn training_matrix(training: &[TimingVector]) -> Result<Array2<f64>, FitError> {
     let first = training.first().ok_or(FitError::NoSamples)?;
     let dimension = first.len();
     if dimension == 0 {

@@ -84,11 +84,127 @@ impl RobustModel {
 
     /// Sum over features of `min(|x - median| / scale, Z_CAP)`. The caller checks the length.
     pub(crate) fn score(&self, x: &[f64]) -> f64 {
-        x.iter()
+        self.score_values(x)
+    }
+
+    fn score_values<'a>(&self, x: impl IntoIterator<Item = &'a f64>) -> f64 {
+        x.into_iter()
             .zip(&self.median)
             .zip(&self.scale)
-            .map(|((value, median), scale)| ((value - median).abs() / scale).min(Z_CAP))
+            .map(|((&value, &median), &scale)| capped_deviation(value, median, scale))
             .sum()
+    }
+}
+
+/// Computes one feature's term of the score, `min(|value - median| / scale, Z_CAP)`.
+fn capped_deviation(value: f64, median: f64, scale: f64) -> f64 {
+    ((value - median).abs() / scale).min(Z_CAP)
+}
+
+/// Scores each row of a training matrix (rows in time order) against the model that
+/// [`RobustModel::fit`] fits on the other rows, given `full`, the model fitted on all rows.
+///
+/// The scores are bit-identical to one fit and score per row, but each feature column is
+/// sorted only once. Without the held-out value, the median is then at a known position, and
+/// it takes at most 3 values as the held-out position moves. The absolute deviations of the
+/// column are sorted once for each of them, so the median absolute deviation without the
+/// held-out value is also at a known position.
+///
+/// Returns [`FitError::NoSamples`] for fewer than 2 rows, because a fit on the other rows
+/// would have no rows.
+pub(crate) fn leave_one_out_scores(
+    rows: &Array2<f64>,
+    full: &RobustModel,
+) -> Result<Vec<f64>, FitError> {
+    let count = rows.nrows();
+    if count < 2 {
+        return Err(FitError::NoSamples);
+    }
+    // A fit keeps the newest RECENT_SAMPLES of the other rows. When the held-out row is older
+    // than the newest RECENT_SAMPLES + 1 rows, those are the newest RECENT_SAMPLES rows of the
+    // matrix, on which `full` was fitted.
+    let start = count.saturating_sub(RECENT_SAMPLES + 1);
+    let mut scores = Vec::with_capacity(count);
+    for row in rows.rows().into_iter().take(start) {
+        scores.push(full.score_values(row));
+    }
+
+    let recent = rows.slice_axis(Axis(0), Slice::from(start..));
+    let recent_count = recent.nrows();
+    let features = recent.ncols();
+    // Row-major: the term of each feature in the score of each held-out recent row.
+    let mut terms = vec![0.0; recent_count * features];
+    let mut pairs: Vec<(f64, usize)> = Vec::with_capacity(recent_count);
+    let mut sorted = Vec::with_capacity(recent_count);
+    let mut deviations = Vec::with_capacity(recent_count);
+    let mut deviation_rank = vec![0; recent_count];
+    for (feature, column) in recent.columns().into_iter().enumerate() {
+        pairs.clear();
+        pairs.extend(column.iter().copied().zip(0..));
+        pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        sorted.clear();
+        sorted.extend(pairs.iter().map(|&(value, _)| value));
+        // Bits of the median that `deviations` was sorted for.
+        let mut deviations_centre = None;
+        for (removed, &(value, row)) in pairs.iter().enumerate() {
+            let median = median_without(&sorted, removed);
+            if deviations_centre != Some(median.to_bits()) {
+                sort_deviations(&sorted, median, &mut deviations, &mut deviation_rank);
+                deviations_centre = Some(median.to_bits());
+            }
+            let mad = median_without(&deviations, deviation_rank[removed]);
+            let scale = (MAD_TO_SD * mad).max(MIN_SCALE_S);
+            terms[row * features + feature] = capped_deviation(value, median, scale);
+        }
+    }
+    for row_terms in terms.chunks_exact(features) {
+        scores.push(row_terms.iter().sum::<f64>());
+    }
+    Ok(scores)
+}
+
+/// Median of the values of `sorted` (at least 2, in ascending order) other than the one at
+/// position `removed`, bit-identical to [`median_of`] on the remaining values.
+fn median_without(sorted: &[f64], removed: usize) -> f64 {
+    let len = sorted.len() - 1;
+    let value = |position: usize| {
+        if position < removed {
+            sorted[position]
+        } else {
+            sorted[position + 1]
+        }
+    };
+    let half = len / 2;
+    if len % 2 == 1 {
+        value(half)
+    } else {
+        (value(half - 1) + value(half)) / 2.0
+    }
+}
+
+/// Sorts the absolute deviations `(value - centre).abs()` of the values of `sorted` (in
+/// ascending order) into `deviations`, computed as [`RobustModel::fit`] computes them, and
+/// stores at `rank[i]` the position of the deviation of `sorted[i]`.
+fn sort_deviations(sorted: &[f64], centre: f64, deviations: &mut Vec<f64>, rank: &mut [usize]) {
+    // Values before `split` are below the centre and the others are at least the centre, so
+    // the deviations grow going left from `split` and going right from it. Merging those two
+    // runs sorts them.
+    let split = sorted.partition_point(|&value| value < centre);
+    let deviation = |position: usize| (sorted[position] - centre).abs();
+    let (mut left, mut right) = (split, split);
+    deviations.clear();
+    while left > 0 || right < sorted.len() {
+        let take_left =
+            left > 0 && (right == sorted.len() || deviation(left - 1) <= deviation(right));
+        let position = if take_left {
+            left -= 1;
+            left
+        } else {
+            right += 1;
+            right - 1
+        };
+        rank[position] = deviations.len();
+        deviations.push(deviation(position));
     }
 }
 
@@ -120,6 +236,50 @@ mod tests {
         assert_eq!(median_of(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median_of(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
         assert!(median_of(&mut []).is_nan());
+    }
+
+    #[test]
+    fn median_without_matches_median_of() {
+        // Ascending in the total order: ties, -0.0 before 0.0, and a last-bit neighbour.
+        let values = [
+            -0.5,
+            -0.0,
+            0.0,
+            0.1,
+            0.1,
+            0.2,
+            0.30000000000000004,
+            0.7,
+            0.7,
+            0.7,
+            3.0,
+        ];
+        for len in 2..=values.len() {
+            for start in 0..=values.len() - len {
+                let sorted = &values[start..start + len];
+                for removed in 0..len {
+                    let mut rest: Vec<f64> = sorted
+                        .iter()
+                        .enumerate()
+                        .filter(|(position, _)| *position != removed)
+                        .map(|(_, value)| *value)
+                        .collect();
+                    let median = median_of(&mut rest);
+                    for value in rest.iter_mut() {
+                        *value = (*value - median).abs();
+                    }
+                    let mad = median_of(&mut rest);
+                    let fast_median = median_without(sorted, removed);
+                    let mut deviations = Vec::new();
+                    let mut rank = vec![0; len];
+                    sort_deviations(sorted, fast_median, &mut deviations, &mut rank);
+                    let fast_mad = median_without(&deviations, rank[removed]);
+                    let context = format!("{sorted:?} without position {removed}");
+                    assert_eq!(fast_median.to_bits(), median.to_bits(), "{context}: median");
+                    assert_eq!(fast_mad.to_bits(), mad.to_bits(), "{context}: mad");
+                }
+            }
+        }
     }
 
     #[test]

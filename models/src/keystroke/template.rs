@@ -14,12 +14,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::detectors::{Detector, FitError, Model, ScoreError};
+use super::detectors::{Detector, FitError, Model, ScoreError, training_matrix};
 use super::features::{KeystrokeEvent, NotEvaluable, TimingVector, extract_features};
-use super::robust::median_of;
+use super::robust::{self, median_of};
 
 /// Default number of verified samples before the template scores.
 pub const DEFAULT_MIN_SAMPLES: usize = 8;
@@ -28,7 +29,8 @@ pub const DEFAULT_WINDOW: usize = 50;
 /// Smallest accepted `min_samples`: leave-one-out scoring needs at least 2 samples per fit.
 pub const MIN_MIN_SAMPLES: usize = 3;
 /// Largest accepted window. It bounds the stored JSON (about 0.5 KB per 31-feature sample)
-/// and the refit cost, which grows with the square of the window.
+/// and the refit cost, which grows with the square of the window for every detector except
+/// the default, whose refit grows linearly beyond 51 samples.
 pub const MAX_WINDOW: usize = 500;
 
 /// Ratio of the standard deviation to the median absolute deviation for normal data.
@@ -444,27 +446,56 @@ impl KeystrokeTemplate {
             self.genuine_scores = None;
             return Ok(());
         }
-        let samples: Vec<TimingVector> = self.samples.iter().cloned().collect();
-        let detector = self.config.detector;
-        let model = detector.fit(&samples)?;
-        let mut loo_scores = Vec::with_capacity(samples.len());
-        let mut others = Vec::with_capacity(samples.len() - 1);
-        for (held_out, sample) in samples.iter().enumerate() {
-            others.clear();
-            others.extend(
-                samples
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != held_out)
-                    .map(|(_, s)| s.clone()),
-            );
-            let loo_model = detector.fit(&others)?;
-            loo_scores.push(loo_model.score(sample)?);
-        }
+        let (model, mut loo_scores) =
+            fit_with_leave_one_out(self.config.detector, self.samples.make_contiguous())?;
         self.genuine_scores = Some(GenuineScores::from_scores(&mut loo_scores));
         self.model = Some(model);
         Ok(())
     }
+}
+
+/// Fits the detector on samples in time order, oldest first, and scores each sample against
+/// a model fitted on the other samples (leave-one-out).
+fn fit_with_leave_one_out(
+    detector: Detector,
+    samples: &[TimingVector],
+) -> Result<(Model, Vec<f64>), TemplateError> {
+    let rows = training_matrix(samples)?;
+    let model = detector.fit_matrix(&rows)?;
+    let scores = match &model {
+        // Bit-identical to the generic path, without refitting per sample.
+        Model::RobustManhattan(full) => robust::leave_one_out_scores(&rows, full)?,
+        _ => generic_leave_one_out_scores(detector, &rows, samples)?,
+    };
+    Ok((model, scores))
+}
+
+/// Scores each sample against a model fitted on the other samples, with one fit per sample.
+/// `rows` is the checked [`training_matrix`] of `samples`.
+fn generic_leave_one_out_scores(
+    detector: Detector,
+    rows: &Array2<f64>,
+    samples: &[TimingVector],
+) -> Result<Vec<f64>, TemplateError> {
+    let (count, features) = rows.dim();
+    if count < 2 {
+        return Err(FitError::NoSamples.into());
+    }
+    let mut scores = Vec::with_capacity(count);
+    for (held_out, sample) in samples.iter().enumerate() {
+        // Rows in the standard layout that training_matrix builds, so the fit receives the
+        // matrix that `detector.fit` on the other samples would build.
+        let mut others = Vec::with_capacity((count - 1) * features);
+        for (index, row) in rows.rows().into_iter().enumerate() {
+            if index != held_out {
+                others.extend(row.iter().copied());
+            }
+        }
+        let others = Array2::from_shape_vec((count - 1, features), others)
+            .map_err(|_| FitError::NoFeatures)?;
+        scores.push(detector.fit_matrix(&others)?.score(sample)?);
+    }
+    Ok(scores)
 }
 
 impl From<KeystrokeTemplate> for TemplateData {
@@ -962,5 +993,219 @@ mod tests {
             "KeystrokeTemplate { detector: \"robust-manhattan\", samples: 8, features: Some(31), \
              ready: true, .. }"
         );
+    }
+
+    /// Leave-one-out scores with one fit per sample on clones of the other samples: the
+    /// definition that both refit paths must reproduce bit for bit.
+    fn refitted_leave_one_out_scores(detector: Detector, samples: &[TimingVector]) -> Vec<f64> {
+        let mut scores = Vec::with_capacity(samples.len());
+        for (held_out, sample) in samples.iter().enumerate() {
+            let others: Vec<TimingVector> = samples
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != held_out)
+                .map(|(_, s)| s.clone())
+                .collect();
+            scores.push(detector.fit(&others).unwrap().score(sample).unwrap());
+        }
+        scores
+    }
+
+    fn assert_same_bits(actual: &[f64], expected: &[f64], context: &str) {
+        assert_eq!(actual.len(), expected.len(), "{context}: score count");
+        for (index, (a, e)) in actual.iter().zip(expected).enumerate() {
+            assert_eq!(
+                a.to_bits(),
+                e.to_bits(),
+                "{context}: sample {index}: {a} != {e}"
+            );
+        }
+    }
+
+    /// Checks the fast path and the generic path of the default detector against one fit per
+    /// sample.
+    fn check_robust_leave_one_out(samples: &[TimingVector], context: &str) {
+        let detector = Detector::RobustManhattan;
+        let expected = refitted_leave_one_out_scores(detector, samples);
+        let (model, fast) = fit_with_leave_one_out(detector, samples).unwrap();
+        assert_eq!(model, detector.fit(samples).unwrap(), "{context}: model");
+        assert_same_bits(&fast, &expected, &format!("{context}, fast path"));
+        let rows = training_matrix(samples).unwrap();
+        let generic = generic_leave_one_out_scores(detector, &rows, samples).unwrap();
+        assert_same_bits(&generic, &expected, &format!("{context}, generic path"));
+    }
+
+    /// Checks a template's model and genuine scores against a fit on `samples`, its expected
+    /// window, and the leave-one-out scores of one fit per sample.
+    fn check_template(template: &KeystrokeTemplate, samples: &[TimingVector], context: &str) {
+        assert_eq!(template.sample_count(), samples.len(), "{context}: samples");
+        let config = template.config();
+        if samples.len() < config.min_samples {
+            assert!(template.model().is_none(), "{context}: model");
+            assert!(
+                template.genuine_scores().is_none(),
+                "{context}: genuine scores"
+            );
+            return;
+        }
+        let model = config.detector.fit(samples).unwrap();
+        assert_eq!(template.model(), Some(&model), "{context}: model");
+        let mut scores = refitted_leave_one_out_scores(config.detector, samples);
+        let expected = GenuineScores::from_scores(&mut scores);
+        let actual = template.genuine_scores().unwrap();
+        assert_eq!(
+            actual.median.to_bits(),
+            expected.median.to_bits(),
+            "{context}: median {} != {}",
+            actual.median,
+            expected.median
+        );
+        assert_eq!(
+            actual.spread.to_bits(),
+            expected.spread.to_bits(),
+            "{context}: spread {} != {}",
+            actual.spread,
+            expected.spread
+        );
+    }
+
+    #[test]
+    fn robust_leave_one_out_matches_refits() {
+        let data = dataset();
+        for (index, subject) in data.subjects.iter().enumerate() {
+            let samples = &subject.samples;
+            // Both parities, around RECENT_SAMPLES = 50, and beyond RECENT_SAMPLES + 1.
+            for count in [2, 3, 4, 7, 8, 49, 50, 51, 52, 53, 76, 150] {
+                let start = (index * 7) % (samples.len() - count + 1);
+                let window = &samples[start..start + count];
+                check_robust_leave_one_out(window, &format!("subject {index}, {count} samples"));
+            }
+        }
+    }
+
+    /// xorshift64* generator, reproducible and without a dependency.
+    struct Xorshift(u64);
+
+    impl Xorshift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, bound: usize) -> usize {
+            (self.next() % bound as u64) as usize
+        }
+    }
+
+    /// Random samples in which each feature takes a few values, so that ties, duplicates and
+    /// constant features are common. The values include -0.0 and 0.0, negative values and
+    /// neighbours that differ in the last bit.
+    fn random_samples(random: &mut Xorshift, count: usize, features: usize) -> Vec<TimingVector> {
+        const VALUES: [f64; 12] = [
+            -0.125,
+            -0.0,
+            0.0,
+            1e-4,
+            0.0995,
+            0.1,
+            0.1005,
+            0.2,
+            0.3,
+            0.30000000000000004,
+            0.7,
+            1.7,
+        ];
+        let columns: Vec<Vec<f64>> = (0..features)
+            .map(|_| {
+                let distinct = 1 + random.below(2 * count.min(VALUES.len()));
+                (0..distinct)
+                    .map(|_| match random.below(3) {
+                        0 => random.below(1000) as f64 / 997.0,
+                        _ => VALUES[random.below(VALUES.len())],
+                    })
+                    .collect()
+            })
+            .collect();
+        (0..count)
+            .map(|_| {
+                let values = columns
+                    .iter()
+                    .map(|column| column[random.below(column.len())])
+                    .collect();
+                TimingVector::new(values)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn robust_leave_one_out_with_ties() {
+        let mut random = Xorshift(0x9E37_79B9_7F4A_7C15);
+        for count in 1..=110 {
+            for trial in 0..4 {
+                let features = 1 + random.below(6);
+                let samples = random_samples(&mut random, count, features);
+                let context = format!("{count} samples, trial {trial}");
+                if count >= 2 {
+                    check_robust_leave_one_out(&samples, &context);
+                }
+                for min_samples in [MIN_MIN_SAMPLES, DEFAULT_MIN_SAMPLES] {
+                    let template = KeystrokeTemplate {
+                        config: config(min_samples, count.max(min_samples)),
+                        samples: samples.iter().cloned().collect(),
+                        model: None,
+                        genuine_scores: None,
+                    };
+                    let mut refitted = template.clone();
+                    refitted.refit().unwrap();
+                    let context = format!("{context}, min_samples {min_samples}");
+                    check_template(&refitted, &samples, &context);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn enrolled_template_matches_refits() {
+        let data = dataset();
+        let samples = &data.subjects[3].samples;
+        for (min_samples, window) in [
+            (3, 3),
+            (3, 4),
+            (8, 8),
+            (8, 9),
+            (8, 50),
+            (8, 51),
+            (8, 52),
+            (8, 60),
+            (50, 75),
+        ] {
+            let mut template = KeystrokeTemplate::new(config(min_samples, window)).unwrap();
+            for (index, sample) in samples.iter().take(window + 10).enumerate() {
+                template.add_sample(sample.clone()).unwrap();
+                let expected_window = &samples[(index + 1).saturating_sub(window)..=index];
+                let context = format!("min_samples {min_samples}, window {window}, {index}");
+                check_template(&template, expected_window, &context);
+            }
+        }
+    }
+
+    #[test]
+    fn generic_leave_one_out_matches_refits() {
+        let data = dataset();
+        let samples = &data.subjects[4].samples;
+        for detector in Detector::ALL {
+            for count in [3, 8, 52] {
+                let window = &samples[10..10 + count];
+                let context = format!("{detector}, {count} samples");
+                let expected = refitted_leave_one_out_scores(detector, window);
+                let rows = training_matrix(window).unwrap();
+                let generic = generic_leave_one_out_scores(detector, &rows, window).unwrap();
+                assert_same_bits(&generic, &expected, &context);
+                let (_, scores) = fit_with_leave_one_out(detector, window).unwrap();
+                assert_same_bits(&scores, &expected, &context);
+            }
+        }
     }
 }
