@@ -262,13 +262,21 @@ fn serve(service: &ServiceArgs, listen: Option<SocketAddr>) -> Result<()> {
         address = %bound,
         data_dir = %config.data_dir().display(),
         rules_version = %engine.rules_version(),
+        model_version = %engine.model_version(),
         "riskgate started"
     );
-    // Kept until the server stops: dropping it ends the watch.
+    // Kept until the server stops: dropping them ends the watches.
     let _rules_watcher = match riskgate_engine::reload::watch_rules(engine.clone()) {
         Ok(watcher) => Some(watcher),
         Err(error) => {
             tracing::error!(%error, "rules are not watched; reload them with SIGHUP or POST /admin/reload");
+            None
+        }
+    };
+    let _model_watcher = match riskgate_engine::reload::watch_model(engine.clone()) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::error!(%error, "the model file is not watched; reload it with SIGHUP or POST /admin/reload");
             None
         }
     };

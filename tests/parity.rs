@@ -11,10 +11,10 @@ mod common;
 
 use std::process::Command;
 
-use riskgate_engine::config::Durability;
 use riskgate_engine::model::RiskModel;
 use riskgate_engine::replay::offline::{replay, score_request};
 use riskgate_engine::replay::{Decision, outcomes_for};
+use riskgate_engine::store::sqlite::Durability;
 use riskgate_models::features::{FEATURE_NAMES, FeatureVector};
 use riskgate_models::train::{Format, read_logins};
 use serde_json::Value;
@@ -82,7 +82,11 @@ fn offline_replay_matches_http() {
     let model = RiskModel::load(&model_path).unwrap();
     let offline_config = common::shipped_config(dir.path());
     let offline = replay(&offline_config, &records, Some(model.clone())).unwrap();
-    assert!(offline.logins.len() > 200, "{} logins", offline.logins.len());
+    assert!(
+        offline.logins.len() > 200,
+        "{} logins",
+        offline.logins.len()
+    );
 
     let server = common::TestServer::start_with(|config| {
         config.model = Some(model_path.clone());
@@ -126,7 +130,8 @@ fn offline_replay_matches_http() {
                 "row {}: `{name}` evaluable differs",
                 record.row
             );
-            let difference = (online.values[position] - offline_login.features.values[position]).abs();
+            let difference =
+                (online.values[position] - offline_login.features.values[position]).abs();
             assert!(
                 difference <= TOLERANCE,
                 "row {}: `{name}` is {} over HTTP and {} offline",
@@ -153,7 +158,10 @@ fn offline_replay_matches_http() {
         }
         compared += 1;
     }
-    assert!(offline_logins.next().is_none(), "offline replayed rows that HTTP did not");
+    assert!(
+        offline_logins.next().is_none(),
+        "offline replayed rows that HTTP did not"
+    );
     assert_eq!(compared, offline.logins.len());
     assert!(
         evaluable_freeman * 2 > compared,

@@ -354,6 +354,6 @@ fn folder_watch_reloads_added_file() {
         .version()
         .to_owned();
     assert_eq!(engine.rules_version(), digest);
-    assert!(engine.last_reload_error().is_none());
+    assert!(engine.rules_reload_error().is_none());
     drop(watcher);
 }

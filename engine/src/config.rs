@@ -38,6 +38,10 @@ pub struct Config {
     /// Rules file or folder.
     #[serde(default = "default_rules")]
     pub rules: PathBuf,
+    /// Trained model artifact (JSON). When set, its calibrated risk replaces the rules
+    /// file's weights and bias, and the rules still decide with that risk.
+    #[serde(default)]
+    pub model: Option<PathBuf>,
     /// Largest accepted request body, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
@@ -257,6 +261,11 @@ impl Config {
     pub fn rules_path(&self) -> PathBuf {
         self.resolve(&self.rules)
     }
+
+    /// Returns the resolved model artifact path, when one is configured.
+    pub fn model_path(&self) -> Option<PathBuf> {
+        self.model.as_deref().map(|path| self.resolve(path))
+    }
 }
 
 #[cfg(test)]
@@ -269,6 +278,26 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.data_dir(), PathBuf::from("/etc/riskgate/var/data"));
         assert_eq!(config.signals.learning_logins, 5);
+    }
+
+    #[test]
+    fn model_path_resolves_against_base_dir() {
+        let config = Config::parse("", "test", PathBuf::from("/etc/riskgate")).unwrap();
+        assert_eq!(config.model_path(), None);
+
+        let text = "model = \"models/login.json\"";
+        let config = Config::parse(text, "test", PathBuf::from("/etc/riskgate")).unwrap();
+        assert_eq!(
+            config.model_path(),
+            Some(PathBuf::from("/etc/riskgate/models/login.json"))
+        );
+
+        let text = "model = \"/var/lib/riskgate/model.json\"";
+        let config = Config::parse(text, "test", PathBuf::from("/etc/riskgate")).unwrap();
+        assert_eq!(
+            config.model_path(),
+            Some(PathBuf::from("/var/lib/riskgate/model.json"))
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! and the model sit behind `ArcSwap`, so a reload swaps them atomically while requests that
 //! already hold the old set finish with it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,8 +16,9 @@ use serde::Serialize;
 use thiserror::Error;
 
 use riskgate_models::agent::{AgentInfo, parse_user_agent};
-use riskgate_models::features::FeatureVector;
-use riskgate_models::freeman::{GlobalTables, LevelKeys, LoginAttributes, freeman_scores_for_keys};
+use riskgate_models::artifact::ArtifactError;
+use riskgate_models::features::{FEATURE_COUNT, FeatureVector, feature_index};
+use riskgate_models::freeman::{LevelKeys, LoginAttributes, freeman_scores_for_keys};
 use riskgate_models::keystroke::{
     KeystrokeAssessment, KeystrokeEvent, NotEvaluable as KeystrokeNotEvaluable, TemplateConfig,
     TimingVector, extract_features,
@@ -29,6 +30,7 @@ use crate::error::ApiError;
 use crate::geo::{AnonymousStatus, GeoError, GeoIp, GeoRecord};
 use crate::iplists::{IpLists, ListError};
 use crate::metrics::Metrics;
+use crate::model::{ModelPrediction, RiskModel};
 use crate::profile::{AttemptFacts, DecisionKind, Profile};
 use crate::request::{Attempt, EventRequest, ScoreRequest, decode, parse_event};
 use crate::rules::{self, RuleSet, RulesDecision};
@@ -49,6 +51,8 @@ pub enum StartError {
     Rules { path: String, report: String },
     #[error("model: {0}")]
     Model(String),
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -58,7 +62,8 @@ pub enum StartError {
 pub struct Reason {
     pub signal: String,
     pub detail: String,
-    /// Log-odds this reason added to the risk.
+    /// Log-odds this reason added: a signal's term of the model's logit before calibration,
+    /// or a rule's adjustment.
     pub contribution: f64,
     pub value: f64,
     pub evaluable: bool,
@@ -108,9 +113,49 @@ pub struct Enrichment {
 
 /// The rules and the model in force, swapped together on reload.
 pub struct Active {
-    pub rules: RuleSet,
-    pub model: LinearModel,
+    pub rules: Arc<RuleSet>,
+    pub model: RiskModel,
 }
+
+/// The origin of the model in force, which decides what a reload does with it.
+enum ModelSource {
+    /// The weights and bias of the rules file, rebuilt on every rules reload.
+    RulesWeights,
+    /// A trained artifact file, read again on every model reload.
+    Artifact(PathBuf),
+    /// A model the caller passed in, kept across reloads.
+    Given,
+}
+
+/// The versions in force after [`Engine::reload`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reloaded {
+    pub rules_version: String,
+    pub model_version: String,
+}
+
+/// A reload in which the rules, the model or both were rejected. A part that loaded is in
+/// force, and a rejected part keeps its previous version.
+#[derive(Debug)]
+pub struct ReloadError {
+    pub rules: Option<Box<StartError>>,
+    pub model: Option<Box<StartError>>,
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(error) = &self.rules {
+            parts.push(format!("rules reload rejected: {error}"));
+        }
+        if let Some(error) = &self.model {
+            parts.push(format!("model reload rejected: {error}"));
+        }
+        formatter.write_str(&parts.join("\n"))
+    }
+}
+
+impl std::error::Error for ReloadError {}
 
 pub struct Engine {
     geo: GeoIp,
@@ -129,18 +174,22 @@ pub struct Engine {
     signal_config: SignalConfig,
     keystroke: TemplateConfig,
     windows: CounterWindows,
-    rules_path: std::path::PathBuf,
+    rules_path: PathBuf,
+    model_source: ModelSource,
     /// Held while a reload reads and swaps, so that of two reloads racing
-    /// (file watcher, SIGHUP, `POST /admin/reload`) the later read wins.
+    /// (file watchers, SIGHUP, `POST /admin/reload`) the later read wins, and a rules
+    /// reload and a model reload never swap out each other's part.
     reload_lock: std::sync::Mutex<()>,
-    last_reload_error: ArcSwap<Option<String>>,
+    rules_reload_error: ArcSwap<Option<String>>,
+    model_reload_error: ArcSwap<Option<String>>,
     pub metrics: Metrics,
 }
 
 /// Builds the weights model that the rules file defines.
-fn model_from_rules(rules: &RuleSet) -> Result<LinearModel, StartError> {
+fn model_from_rules(rules: &RuleSet) -> Result<RiskModel, StartError> {
     let version = format!("weights@{}", rules.version());
     LinearModel::from_named_weights(version, rules.bias(), rules.weights().iter().copied())
+        .map(RiskModel::Weights)
         .map_err(|error| StartError::Model(error.to_string()))
 }
 
@@ -198,17 +247,34 @@ impl Engine {
         Engine::with_store(config, geo, lists, store)
     }
 
-    /// Builds an engine over an already opened store.
+    /// Builds an engine over an already opened store, with the model that `config` names.
     pub fn with_store(
         config: &Config,
         geo: GeoIp,
         lists: IpLists,
         store: Arc<dyn Store>,
     ) -> Result<Engine, StartError> {
+        Engine::with_store_and_model(config, geo, lists, store, None)
+    }
+
+    /// Builds an engine over an already opened store. A given `model` is in force instead of
+    /// the one `config` names, and reloads keep it. With `None`, the engine loads the
+    /// artifact of `config.model`, or uses the rules file's weights when that is unset.
+    pub fn with_store_and_model(
+        config: &Config,
+        geo: GeoIp,
+        lists: IpLists,
+        store: Arc<dyn Store>,
+        model: Option<RiskModel>,
+    ) -> Result<Engine, StartError> {
         let rules_path = config.rules_path();
         let list_names = lists.names();
         let rules = load_rules(&rules_path, &list_names)?;
-        let model = model_from_rules(&rules)?;
+        let (model, model_source) = match (model, config.model_path()) {
+            (Some(model), _) => (model, ModelSource::Given),
+            (None, Some(path)) => (RiskModel::load(&path)?, ModelSource::Artifact(path)),
+            (None, None) => (model_from_rules(&rules)?, ModelSource::RulesWeights),
+        };
         let signal_config = config.signals.clone();
         let windows = CounterWindows {
             user_failures: Duration::seconds(signal_config.user_failures_window_seconds as i64),
@@ -228,13 +294,18 @@ impl Engine {
             profiles: Cache::new(config.store.profile_cache_capacity),
             agents: Cache::new(AGENT_CACHE_CAPACITY),
             profile_epoch: std::sync::atomic::AtomicU64::new(0),
-            active: ArcSwap::from_pointee(Active { rules, model }),
+            active: ArcSwap::from_pointee(Active {
+                rules: Arc::new(rules),
+                model,
+            }),
             signal_config,
             keystroke: config.keystroke,
             windows,
             rules_path,
+            model_source,
             reload_lock: std::sync::Mutex::new(()),
-            last_reload_error: ArcSwap::from_pointee(None),
+            rules_reload_error: ArcSwap::from_pointee(None),
+            model_reload_error: ArcSwap::from_pointee(None),
             metrics: Metrics::new()?,
         })
     }
@@ -243,28 +314,86 @@ impl Engine {
         self.active.load().rules.version().to_owned()
     }
 
+    /// Returns the version of the model in force.
+    pub fn model_version(&self) -> String {
+        self.active.load().model.version().to_owned()
+    }
+
+    /// Returns the model in force.
+    pub fn model(&self) -> RiskModel {
+        self.active.load().model.clone()
+    }
+
     /// Returns the rules file or folder that reloads read.
     pub fn rules_path(&self) -> &Path {
         &self.rules_path
     }
 
-    /// Reloads the rules file; on error the active rules stay in force.
-    pub fn reload_rules(&self) -> Result<String, StartError> {
-        // A panic while holding the lock leaves nothing half-done: the swap
-        // is one atomic store.
-        let _reloading = self
-            .reload_lock
+    /// Returns the model artifact file that model reloads read, if the model is one.
+    pub fn model_path(&self) -> Option<&Path> {
+        match &self.model_source {
+            ModelSource::Artifact(path) => Some(path),
+            ModelSource::RulesWeights | ModelSource::Given => None,
+        }
+    }
+
+    /// Takes the reload lock. A panic while holding it leaves nothing half-done, because
+    /// each swap is one atomic store.
+    fn lock_reloads(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.reload_lock
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reloads the rules file; on error the active rules stay in force. A trained model stays
+    /// in force too, and the rules file's weights are rebuilt when they are the model.
+    pub fn reload_rules(&self) -> Result<String, StartError> {
+        let _reloading = self.lock_reloads();
+        self.reload_rules_locked()
+    }
+
+    /// Reloads the model artifact file; on error the active model stays in force. Without
+    /// an artifact file there is nothing to read, and this returns the version in force.
+    pub fn reload_model(&self) -> Result<String, StartError> {
+        let _reloading = self.lock_reloads();
+        self.reload_model_locked()
+    }
+
+    /// Reloads the rules and the model artifact, each as [`Engine::reload_rules`] and
+    /// [`Engine::reload_model`] do, so an invalid part keeps its previous version while the
+    /// other part is swapped in.
+    pub fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let _reloading = self.lock_reloads();
+        let rules = self.reload_rules_locked();
+        let model = self.reload_model_locked();
+        match (rules, model) {
+            (Ok(rules_version), Ok(model_version)) => Ok(Reloaded {
+                rules_version,
+                model_version,
+            }),
+            (rules, model) => Err(ReloadError {
+                rules: rules.err().map(Box::new),
+                model: model.err().map(Box::new),
+            }),
+        }
+    }
+
+    fn reload_rules_locked(&self) -> Result<String, StartError> {
         let result = load_rules(&self.rules_path, &self.list_names).and_then(|rules| {
-            let model = model_from_rules(&rules)?;
-            Ok(Active { rules, model })
+            let model = match self.model_source {
+                ModelSource::RulesWeights => model_from_rules(&rules)?,
+                ModelSource::Artifact(_) | ModelSource::Given => self.active.load().model.clone(),
+            };
+            Ok(Active {
+                rules: Arc::new(rules),
+                model,
+            })
         });
         match result {
             Ok(active) => {
                 let version = active.rules.version().to_owned();
                 self.active.store(Arc::new(active));
-                self.last_reload_error.store(Arc::new(None));
+                self.rules_reload_error.store(Arc::new(None));
                 self.metrics
                     .reloads
                     .with_label_values(&["rules", "ok"])
@@ -277,7 +406,7 @@ impl Engine {
                     .reloads
                     .with_label_values(&["rules", "error"])
                     .inc();
-                self.last_reload_error
+                self.rules_reload_error
                     .store(Arc::new(Some(error.to_string())));
                 tracing::error!(%error, "rules reload rejected; the previous rules stay in force");
                 Err(error)
@@ -285,9 +414,51 @@ impl Engine {
         }
     }
 
-    /// Returns the error of the last rejected reload, cleared by the next successful one.
-    pub fn last_reload_error(&self) -> Option<String> {
-        self.last_reload_error.load().as_ref().clone()
+    fn reload_model_locked(&self) -> Result<String, StartError> {
+        let ModelSource::Artifact(path) = &self.model_source else {
+            return Ok(self.model_version());
+        };
+        match RiskModel::load(path) {
+            Ok(model) => {
+                let version = model.version().to_owned();
+                let rules = self.active.load().rules.clone();
+                self.active.store(Arc::new(Active { rules, model }));
+                self.model_reload_error.store(Arc::new(None));
+                self.metrics
+                    .reloads
+                    .with_label_values(&["model", "ok"])
+                    .inc();
+                tracing::info!(path = %path.display(), model_version = %version, "model reloaded");
+                Ok(version)
+            }
+            Err(error) => {
+                let error = StartError::from(error);
+                self.metrics
+                    .reloads
+                    .with_label_values(&["model", "error"])
+                    .inc();
+                self.model_reload_error
+                    .store(Arc::new(Some(error.to_string())));
+                tracing::error!(
+                    path = %path.display(),
+                    %error,
+                    "model reload rejected; the previous model stays in force"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// Returns the error of the last rejected rules reload, cleared by the next successful
+    /// one.
+    pub fn rules_reload_error(&self) -> Option<String> {
+        self.rules_reload_error.load().as_ref().clone()
+    }
+
+    /// Returns the error of the last rejected model reload, cleared by the next successful
+    /// one.
+    pub fn model_reload_error(&self) -> Option<String> {
+        self.model_reload_error.load().as_ref().clone()
     }
 
     fn profile(&self, user_id: &str) -> Result<Arc<Profile>, StoreError> {
@@ -450,8 +621,11 @@ impl Engine {
         let keystroke = keystroke_sample
             .as_ref()
             .map(|sample| self.assess_keystrokes(&profile, sample));
-        let freeman =
-            freeman_scores_for_keys(global_tables(active), &profile.freeman, &freeman_keys);
+        let freeman = freeman_scores_for_keys(
+            active.model.global_tables(),
+            &profile.freeman,
+            &freeman_keys,
+        );
 
         let input = SignalInput {
             ip: attempt.ip,
@@ -486,7 +660,7 @@ impl Engine {
 
         let rule_input = rules::RuleInput {
             risk: prediction.risk,
-            logit: prediction.logit,
+            logit: prediction.calibrated_logit,
             role: attempt.role.clone(),
             app: attempt.app.clone(),
             tenant: attempt.tenant.clone(),
@@ -547,7 +721,7 @@ impl Engine {
                 .map(|hit| hit.id.clone())
                 .collect(),
             rules_version: active.rules.version().to_owned(),
-            model_version: active.model.version.clone(),
+            model_version: active.model.version().to_owned(),
             degraded,
             learning,
         };
@@ -575,7 +749,7 @@ impl Engine {
                 &geo,
                 &ip_lists,
                 &signals,
-                &prediction.logit,
+                &prediction,
                 &outcome,
                 &degraded_by,
             )
@@ -788,12 +962,6 @@ impl Engine {
     }
 }
 
-/// Returns the Freeman global tables of the model in force.
-fn global_tables(_active: &Active) -> &'static GlobalTables {
-    static EMPTY: std::sync::LazyLock<GlobalTables> = std::sync::LazyLock::new(GlobalTables::default);
-    &EMPTY
-}
-
 fn decision_kind(outcome: &RulesDecision) -> DecisionKind {
     match outcome.decision {
         rules::Decision::Allow => DecisionKind::Allow,
@@ -803,13 +971,20 @@ fn decision_kind(outcome: &RulesDecision) -> DecisionKind {
 }
 
 /// Reasons in order of contribution: signals that raised the risk, rule adjustments, and the
-/// signals that could not be evaluated.
-fn reasons(signals: &[Signal], contributions: &[f64], outcome: &RulesDecision) -> Vec<Reason> {
+/// signals that could not be evaluated. `contributions` is in `FEATURE_NAMES` order.
+fn reasons(
+    signals: &[Signal],
+    contributions: &[f64; FEATURE_COUNT],
+    outcome: &RulesDecision,
+) -> Vec<Reason> {
     let mut reasons: Vec<Reason> = signals
         .iter()
-        .zip(contributions)
+        .map(|signal| {
+            let contribution = feature_index(signal.name).map_or(0.0, |index| contributions[index]);
+            (signal, contribution)
+        })
         .filter(|(signal, contribution)| {
-            !signal.evaluable || **contribution != 0.0 || signal.value > 0.0
+            !signal.evaluable || *contribution != 0.0 || signal.value > 0.0
         })
         .map(|(signal, contribution)| Reason {
             signal: signal.name.to_owned(),
@@ -818,7 +993,7 @@ fn reasons(signals: &[Signal], contributions: &[f64], outcome: &RulesDecision) -
             } else {
                 format!("not evaluable: {}", signal.detail)
             },
-            contribution: *contribution,
+            contribution,
             value: signal.value,
             evaluable: signal.evaluable,
         })
@@ -847,7 +1022,7 @@ fn decision_record(
     geo: &GeoRecord,
     ip_lists: &[String],
     signals: &[Signal],
-    logit: &f64,
+    prediction: &ModelPrediction,
     outcome: &RulesDecision,
     degraded_by: &[&str],
 ) -> serde_json::Value {
@@ -871,7 +1046,12 @@ fn decision_record(
         "geo": geo,
         "ip_lists": ip_lists,
         "signals": signals,
-        "model": { "version": response.model_version, "logit": logit },
+        "model": {
+            "version": response.model_version,
+            "logit": prediction.logit,
+            "risk": prediction.risk,
+            "calibrated_logit": prediction.calibrated_logit,
+        },
         "rules": {
             "version": response.rules_version,
             "decided_by": outcome.decided_by,

@@ -338,22 +338,22 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let engine = state.engine.clone();
     let store = blocking(move || Ok(engine.ready())).await;
-    let rules_version = state.engine.rules_version();
-    let reload_error = state.engine.last_reload_error();
+    let mut body = serde_json::json!({
+        "rules_version": state.engine.rules_version(),
+        "model_version": state.engine.model_version(),
+        "rules_reload_error": state.engine.rules_reload_error(),
+        "model_reload_error": state.engine.model_reload_error(),
+    });
     match store {
-        Ok(Ok(())) => HttpResponse::Ok().json(serde_json::json!({
-            "status": "ready",
-            "rules_version": rules_version,
-            "rules_reload_error": reload_error,
-        })),
+        Ok(Ok(())) => {
+            body["status"] = "ready".into();
+            HttpResponse::Ok().json(body)
+        }
         Ok(Err(message)) | Err(ApiError { message, .. }) => {
             tracing::warn!(%message, "not ready: the store does not respond");
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({
-                "status": "unavailable",
-                "store": message,
-                "rules_version": rules_version,
-                "rules_reload_error": reload_error,
-            }))
+            body["status"] = "unavailable".into();
+            body["store"] = message.into();
+            HttpResponse::ServiceUnavailable().json(body)
         }
     }
 }
@@ -369,15 +369,18 @@ async fn reload(state: web::Data<AppState>, request: HttpRequest) -> HttpRespons
         authorize(&state, &request, Scope::Admin)?;
         let engine = state.engine.clone();
         blocking(move || {
-            engine
-                .reload_rules()
-                .map(|version| serde_json::json!({"rules_version": version}))
-                .map_err(|error| ApiError {
-                    status: 422,
-                    code: "invalid_rules",
-                    message: error.to_string(),
-                    field: None,
-                })
+            engine.reload().map_err(|error| ApiError {
+                status: 422,
+                // When both parts were rejected, the code names the rules and the message
+                // names both.
+                code: if error.rules.is_some() {
+                    "invalid_rules"
+                } else {
+                    "invalid_model"
+                },
+                message: error.to_string(),
+                field: None,
+            })
         })
         .await
     }

@@ -1,12 +1,13 @@
-//! Reloading the rules when their file or folder changes on disk.
+//! Reloading the rules and the model when their files change on disk.
 //!
 //! Editors save by writing a temporary file and renaming it over the old
-//! one. That replaces the inode a watch on the file itself would follow, so
-//! a rules file is watched through its parent directory, with events
-//! filtered by name. A save produces a burst of events, so the
-//! reload waits until none has arrived for [`DEBOUNCE`].
-//! [`Engine::reload_rules`] checks the whole new set before it swaps it in,
-//! and keeps the old set when the new one is invalid.
+//! one, and so do `mv` and `ModelArtifact::save`. That replaces the inode a
+//! watch on the file itself would follow, so a rules file or a model
+//! artifact is watched through its parent directory, with events filtered
+//! by name. A save produces a burst of events, so the reload waits until
+//! none has arrived for [`DEBOUNCE`]. [`Engine::reload_rules`] and
+//! [`Engine::reload_model`] check the whole new file before they swap it
+//! in, and keep the old one when the new one is invalid.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -21,25 +22,29 @@ use thiserror::Error;
 
 use crate::engine::Engine;
 
-/// Quiet time after the last change before the rules are reloaded.
+/// Quiet time after the last change before the rules or the model are reloaded.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Error)]
 pub enum WatchError {
     #[error("cannot watch `{path}` for changes: {source}")]
     Watch { path: String, source: notify::Error },
-    #[error("cannot start the rules watcher thread: {0}")]
-    Thread(std::io::Error),
+    #[error("cannot start the {kind} watcher thread: {source}")]
+    Thread {
+        kind: &'static str,
+        source: std::io::Error,
+    },
 }
 
-/// A running watch of the rules path. Dropping it stops the watch and
-/// waits for a reload in progress to finish.
-pub struct RulesWatcher {
+/// A running watch of the rules path or the model file. Dropping it stops
+/// the watch and waits for a reload in progress to finish.
+pub struct FileWatcher {
+    kind: Kind,
     watcher: Option<RecommendedWatcher>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Drop for RulesWatcher {
+impl Drop for FileWatcher {
     fn drop(&mut self) {
         // Dropping the watcher closes the event channel, which ends the
         // thread's loop.
@@ -47,12 +52,37 @@ impl Drop for RulesWatcher {
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
-            tracing::error!("the rules watcher thread panicked");
+            tracing::error!(kind = self.kind.name(), "the watcher thread panicked");
         }
     }
 }
 
-/// The files whose events concern the rules.
+/// What a watcher reloads.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Rules,
+    Model,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Rules => "rules",
+            Kind::Model => "model",
+        }
+    }
+
+    /// Reloads this part. The engine logs and counts the outcome, and keeps
+    /// the previous version when the new file is invalid.
+    fn reload(self, engine: &Engine) {
+        let _ = match self {
+            Kind::Rules => engine.reload_rules(),
+            Kind::Model => engine.reload_model(),
+        };
+    }
+}
+
+/// The files whose events concern the rules or the model.
 #[derive(Debug, Clone)]
 enum Target {
     /// One file, watched through its directory: events on this name.
@@ -83,7 +113,7 @@ impl Target {
 
 /// Checks whether an event kind can change what a file contains. Opening
 /// and reading a file produce access events, and the reload itself reads
-/// the rules, so those do not count. Metadata changes such as `touch` do
+/// the file, so those do not count. Metadata changes such as `touch` do
 /// not count either.
 fn changes_content(kind: &EventKind) -> bool {
     match kind {
@@ -98,15 +128,41 @@ fn changes_content(kind: &EventKind) -> bool {
 /// Starts watching the engine's rules path and reloads the rules after
 /// each change. Keep the returned watcher alive as long as reloads should
 /// happen.
-pub fn watch_rules(engine: Arc<Engine>) -> Result<RulesWatcher, WatchError> {
+pub fn watch_rules(engine: Arc<Engine>) -> Result<FileWatcher, WatchError> {
     let path = engine.rules_path().to_path_buf();
     let (watched, target) = if path.is_dir() {
         (path.clone(), Target::Folder)
     } else {
-        let file_name = path.file_name().map(OsString::from).unwrap_or_default();
-        (parent_directory(&path), Target::File(file_name))
+        file_target(&path)
     };
+    watch(engine, Kind::Rules, &path, watched, target)
+}
 
+/// Starts watching the engine's model artifact file and reloads the model
+/// after each change. Returns `None` when the model is not read from a
+/// file. Keep the returned watcher alive as long as reloads should happen.
+pub fn watch_model(engine: Arc<Engine>) -> Result<Option<FileWatcher>, WatchError> {
+    let Some(path) = engine.model_path().map(Path::to_path_buf) else {
+        return Ok(None);
+    };
+    let (watched, target) = file_target(&path);
+    watch(engine, Kind::Model, &path, watched, target).map(Some)
+}
+
+/// Returns the directory to watch for `path` and the target that filters
+/// its events by file name.
+fn file_target(path: &Path) -> (PathBuf, Target) {
+    let file_name = path.file_name().map(OsString::from).unwrap_or_default();
+    (parent_directory(path), Target::File(file_name))
+}
+
+fn watch(
+    engine: Arc<Engine>,
+    kind: Kind,
+    path: &Path,
+    watched: PathBuf,
+    target: Target,
+) -> Result<FileWatcher, WatchError> {
     let (sender, events) = std::sync::mpsc::channel();
     let watch_error = |source| WatchError::Watch {
         path: watched.display().to_string(),
@@ -117,17 +173,23 @@ pub fn watch_rules(engine: Arc<Engine>) -> Result<RulesWatcher, WatchError> {
         .watch(&watched, RecursiveMode::NonRecursive)
         .map_err(watch_error)?;
 
+    let thread_path = path.to_path_buf();
     let thread = std::thread::Builder::new()
-        .name("rules-watcher".into())
-        .spawn(move || reload_on_change(&engine, &events, &target))
-        .map_err(WatchError::Thread)?;
+        .name(format!("{}-watcher", kind.name()))
+        .spawn(move || reload_on_change(&engine, kind, &thread_path, &events, &target))
+        .map_err(|source| WatchError::Thread {
+            kind: kind.name(),
+            source,
+        })?;
     tracing::info!(
+        kind = kind.name(),
         path = %path.display(),
         watched = %watched.display(),
         debounce_ms = DEBOUNCE.as_millis() as u64,
-        "watching the rules for changes"
+        "watching for changes"
     );
-    Ok(RulesWatcher {
+    Ok(FileWatcher {
+        kind,
         watcher: Some(watcher),
         thread: Some(thread),
     })
@@ -142,7 +204,13 @@ fn parent_directory(path: &Path) -> PathBuf {
 
 /// Waits for a change, lets the burst of events settle and reloads, until
 /// the channel closes.
-fn reload_on_change(engine: &Engine, events: &Receiver<notify::Result<Event>>, target: &Target) {
+fn reload_on_change(
+    engine: &Engine,
+    kind: Kind,
+    path: &Path,
+    events: &Receiver<notify::Result<Event>>,
+    target: &Target,
+) {
     while wait_for_change(events, target) {
         // Keep waiting while changes keep arriving within DEBOUNCE.
         loop {
@@ -152,10 +220,8 @@ fn reload_on_change(engine: &Engine, events: &Receiver<notify::Result<Event>>, t
                 Wait::Closed => return,
             }
         }
-        tracing::info!(path = %engine.rules_path().display(), "rules changed on disk: reloading");
-        // reload_rules logs and counts its outcome, and keeps the old rules
-        // when the new ones are invalid.
-        let _ = engine.reload_rules();
+        tracing::info!(kind = kind.name(), path = %path.display(), "changed on disk: reloading");
+        kind.reload(engine);
     }
 }
 
@@ -165,7 +231,7 @@ enum Wait {
     Closed,
 }
 
-/// Blocks until an event concerns the rules. Returns `false` when the
+/// Blocks until an event concerns the target. Returns `false` when the
 /// channel closed.
 fn wait_for_change(events: &Receiver<notify::Result<Event>>, target: &Target) -> bool {
     loop {
@@ -178,7 +244,7 @@ fn wait_for_change(events: &Receiver<notify::Result<Event>>, target: &Target) ->
     }
 }
 
-/// Waits at most `timeout` for an event that concerns the rules.
+/// Waits at most `timeout` for an event that concerns the target.
 fn wait_for_change_within(
     events: &Receiver<notify::Result<Event>>,
     target: &Target,
@@ -198,7 +264,7 @@ fn wait_for_change_within(
 }
 
 fn log_watch_error(error: &notify::Error) {
-    tracing::warn!(%error, "the rules watcher reported an error");
+    tracing::warn!(%error, "the file watcher reported an error");
 }
 
 #[cfg(test)]
@@ -235,6 +301,20 @@ mod tests {
         }
         let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
         assert!(target.concerns(&event(closed, "/etc/riskgate/rules.toml")));
+    }
+
+    #[test]
+    fn model_file_watched_through_directory() {
+        let (watched, target) = file_target(Path::new("/etc/riskgate/models/login.json"));
+        assert_eq!(watched, PathBuf::from("/etc/riskgate/models"));
+        let rename = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert!(target.concerns(&event(rename, "/etc/riskgate/models/login.json")));
+        // `ModelArtifact::save` writes a temporary file in the same folder first.
+        let create = EventKind::Create(CreateKind::File);
+        assert!(!target.concerns(&event(create, "/etc/riskgate/models/.tmpXk3e9a")));
+
+        let (watched, _) = file_target(Path::new("login.json"));
+        assert_eq!(watched, PathBuf::from("."));
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub fn build(
     Ok(server.run())
 }
 
-/// Reloads the rules on SIGHUP until the process ends.
+/// Reloads the rules and the model artifact on SIGHUP until the process ends.
 #[cfg(unix)]
 pub fn reload_on_sighup(engine: Arc<Engine>) {
     actix_web::rt::spawn(async move {
@@ -52,10 +52,10 @@ pub fn reload_on_sighup(engine: Arc<Engine>) {
             }
         };
         while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP received: reloading rules");
+            tracing::info!("SIGHUP received: reloading the rules and the model");
             let engine = engine.clone();
-            // The outcome is logged and counted by reload_rules itself.
-            let _ = web::block(move || engine.reload_rules()).await;
+            // The engine logs and counts the outcome of each part itself.
+            let _ = web::block(move || engine.reload()).await;
         }
     });
 }

@@ -551,7 +551,12 @@ pub fn freeman_network(input: &SignalInput<'_>) -> Signal {
 
 /// As [`freeman_network`], for the user agent (device type, OS, browser, full string).
 pub fn freeman_agent(input: &SignalInput<'_>) -> Signal {
-    freeman_signal("freeman_agent", "user agent", input.freeman.agent, input.freeman)
+    freeman_signal(
+        "freeman_agent",
+        "user agent",
+        input.freeman.agent,
+        input.freeman,
+    )
 }
 
 fn freeman_signal(

@@ -185,13 +185,24 @@ pub fn reason<'a>(decision: &'a Value, signal: &str) -> Option<&'a Value> {
 /// Writes a copy of the shipped configuration into `directory` whose rules are `rules` and
 /// whose data files are the repository's, and returns its path.
 pub fn write_config(directory: &Path, rules: &Path) -> PathBuf {
+    write_config_with_model(directory, rules, None)
+}
+
+/// Writes a configuration as [`write_config`] does, with `model = "<model>"` when a model
+/// artifact is given.
+pub fn write_config_with_model(directory: &Path, rules: &Path, model: Option<&Path>) -> PathBuf {
     let shipped = std::fs::read_to_string(repo_root().join("riskgate.toml")).expect("read config");
     let rules_line = "rules = \"rules/default.toml\"";
     assert!(shipped.contains(rules_line), "the shipped rules line moved");
     assert!(shipped.contains("\"data/"), "the shipped data paths moved");
     let data = format!("\"{}/data/", repo_root().display());
+    // The model key goes right after the rules key, before the first table.
+    let mut top_level = format!("rules = \"{}\"", rules.display());
+    if let Some(model) = model {
+        top_level.push_str(&format!("\nmodel = \"{}\"", model.display()));
+    }
     let text = shipped
-        .replace(rules_line, &format!("rules = \"{}\"", rules.display()))
+        .replace(rules_line, &top_level)
         .replace("\"data/", &data);
     let path = directory.join("riskgate.toml");
     std::fs::write(&path, text).expect("write config");

@@ -17,15 +17,14 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use thiserror::Error;
 
+use super::{Decision, outcomes_for};
 use crate::config::Config;
 use crate::engine::{Engine, Enrichment, StartError};
 use crate::geo::GeoIp;
 use crate::iplists::IpLists;
 use crate::model::RiskModel;
-use super::{Decision, outcomes_for};
 use crate::request::{
-    Attempt, DeviceInput, EventRequest, KeystrokeEventInput, KeystrokesInput, Outcome,
-    ScoreRequest,
+    Attempt, DeviceInput, EventRequest, KeystrokeEventInput, KeystrokesInput, Outcome, ScoreRequest,
 };
 use crate::rules::RuleSet;
 use crate::store::memory::MemoryStore;
@@ -138,11 +137,7 @@ pub fn offline_engine(config: &Config, model: Option<RiskModel>) -> Result<Engin
     let lists = IpLists::open(&config.iplists, &config.base_dir).map_err(StartError::from)?;
     let store = Arc::new(MemoryStore::new(config.keystroke, DECISIONS_KEPT, false));
     Ok(Engine::with_store_and_model(
-        config,
-        geo,
-        lists,
-        store,
-        model,
+        config, geo, lists, store, model,
     )?)
 }
 
@@ -298,4 +293,3 @@ pub fn training_replay(config: &Config, records: &[LoginRecord]) -> Result<(Repl
     let replay = replay(config, records, Some(model))?;
     Ok((replay, tables))
 }
-
