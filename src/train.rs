@@ -17,9 +17,10 @@ use riskgate_engine::iplists::IpLists;
 use riskgate_engine::replay::{Decision, outcomes_for};
 use riskgate_engine::request::{
     DeviceInput, EventRequest, KeystrokeEventInput, KeystrokesInput, Outcome, ScoreRequest,
+    normalize_user_id,
 };
 use riskgate_engine::store::memory::MemoryStore;
-use riskgate_models::features::FEATURE_NAMES;
+use riskgate_models::features::{FEATURE_NAMES, FeatureVector};
 use riskgate_models::freeman::GlobalTables;
 use riskgate_models::train::{FitOptions, Format, LoginRecord, TrainingSetBuilder};
 
@@ -70,21 +71,32 @@ fn engine_outcome(outcome: riskgate_engine::replay::Outcome) -> Outcome {
     }
 }
 
-/// Replays `records` through an in-memory engine and collects one training row per login.
-/// Rows the engine rejects are counted and skipped.
-pub fn training_rows(
-    config: &Config,
-    records: &[LoginRecord],
-) -> Result<(TrainingSetBuilder, usize)> {
+/// The feature vectors of a replayed history.
+pub struct Replay {
+    /// One entry per login the engine accepted, in the order of the records.
+    pub logins: Vec<ReplayedLogin>,
+    /// Number of records the engine rejected as invalid requests, which have no entry.
+    pub rejected: usize,
+}
+
+/// The feature vector the engine computed for one record.
+pub struct ReplayedLogin {
+    /// Index into the replayed records.
+    pub record: usize,
+    pub features: FeatureVector,
+}
+
+/// Replays `records`, in slice order, through an in-memory engine and returns the feature
+/// vector of each login. Rows the engine rejects are counted and skipped.
+pub fn replay(config: &Config, records: &[LoginRecord]) -> Result<Replay> {
     let geo = GeoIp::open(&config.geo, &config.base_dir)?;
     let lists = IpLists::open(&config.iplists, &config.base_dir)?;
     let store = Arc::new(MemoryStore::new(config.keystroke, DECISIONS_KEPT, false));
     let engine = Engine::with_store(config, geo, lists, store)?;
-    let names = FEATURE_NAMES.iter().map(|name| name.to_string()).collect();
-    let mut builder = TrainingSetBuilder::new(names);
+    let mut logins = Vec::with_capacity(records.len());
     let mut rejected = 0;
     let now = chrono::Utc::now();
-    for record in records {
+    for (index, record) in records.iter().enumerate() {
         let attempt = match score_request(record).into_attempt(now) {
             Ok(attempt) => attempt,
             Err(error) => {
@@ -96,12 +108,10 @@ pub fn training_rows(
         let (response, features) = engine
             .score_with_features(&attempt)
             .map_err(|error| anyhow::anyhow!("row {}: {error}", record.row))?;
-        builder.push(
-            &features.values,
-            &features.evaluable,
-            record.is_attack,
-            &attempt.user_id,
-        )?;
+        logins.push(ReplayedLogin {
+            record: index,
+            features,
+        });
         let decision = Decision::parse(response.decision.as_str())
             .ok_or_else(|| anyhow::anyhow!("row {}: unknown decision", record.row))?;
         for outcome in outcomes_for(decision, record.login_successful, record.is_attack) {
@@ -114,7 +124,25 @@ pub fn training_rows(
                 .map_err(|error| anyhow::anyhow!("row {}: {error}", record.row))?;
         }
     }
-    Ok((builder, rejected))
+    Ok(Replay { logins, rejected })
+}
+
+/// Replays `records` and collects one training row per accepted login.
+fn training_rows(config: &Config, records: &[LoginRecord]) -> Result<(TrainingSetBuilder, usize)> {
+    let replay = replay(config, records)?;
+    let names = FEATURE_NAMES.iter().map(|name| name.to_string()).collect();
+    let mut builder = TrainingSetBuilder::new(names);
+    for login in &replay.logins {
+        let record = &records[login.record];
+        // The engine's user id, so that held-out users match the engine's notion of a user.
+        builder.push(
+            &login.features.values,
+            &login.features.evaluable,
+            record.is_attack,
+            &normalize_user_id(&record.user_id),
+        )?;
+    }
+    Ok((builder, replay.rejected))
 }
 
 /// Runs `riskgate train` and returns the path of the written artifact.
