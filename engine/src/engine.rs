@@ -118,8 +118,8 @@ pub struct Engine {
     pub metrics: Metrics,
 }
 
-/// Builds the weights model that the rules file defines.
-fn model_from_rules(rules: &RuleSet) -> Result<LinearModel, StartError> {
+/// Builds the weights model that the rules file defines, as the engine scores with it.
+pub fn model_from_rules(rules: &RuleSet) -> Result<LinearModel, StartError> {
     let version = format!("weights@{}", rules.version());
     LinearModel::from_named_weights(version, rules.bias(), rules.weights().iter().copied())
         .map_err(|error| StartError::Model(error.to_string()))
