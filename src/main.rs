@@ -16,6 +16,8 @@ use riskgate_engine::rules;
 use riskgate_engine::simulate::{self, OutputFormat, SimulateOptions};
 
 #[cfg(feature = "train")]
+mod evaluate;
+#[cfg(feature = "train")]
 mod train;
 use riskgate_models::keystroke::{self, Detector};
 
@@ -69,6 +71,11 @@ enum Command {
         #[arg(long, default_value = "riskgate.toml")]
         config: PathBuf,
     },
+    /// Compare a trained model artifact with the rules file's hand-set weights on a labelled
+    /// login history: ROC AUC and re-authentication figures per attack kind (needs
+    /// `--features train`).
+    #[cfg(feature = "train")]
+    Evaluate(EvaluateArgs),
     /// Check and test rules files.
     Rules {
         #[command(subcommand)]
@@ -169,6 +176,30 @@ struct SimulateArgs {
     /// Keystroke timings in the CMU layout; users type as its subjects.
     #[arg(long, default_value = "data/keystroke/IIITBh-Big.csv")]
     keystrokes: PathBuf,
+}
+
+#[cfg(feature = "train")]
+#[derive(Args)]
+struct EvaluateArgs {
+    /// Model artifact (JSON) written by `riskgate train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Labelled login history: CSV or Parquet, in the riskgate layout or the RBA dataset's.
+    #[arg(long)]
+    input: PathBuf,
+    /// Column layout of the input.
+    #[arg(long, value_enum, default_value = "riskgate")]
+    format: LayoutArg,
+    /// Configuration whose geo databases, lists and rules the replay uses. The rules file's
+    /// weights are the baseline.
+    #[arg(long, default_value = "riskgate.toml")]
+    config: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Folder to write the SVG plots into; created when missing.
+    #[arg(long)]
+    plots: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -497,6 +528,35 @@ fn rules_schema() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "train")]
+fn train_format(layout: LayoutArg) -> riskgate_models::train::Format {
+    match layout {
+        LayoutArg::Riskgate => riskgate_models::train::Format::Riskgate,
+        LayoutArg::Rba => riskgate_models::train::Format::Rba,
+    }
+}
+
+#[cfg(feature = "train")]
+fn run_evaluate(args: &EvaluateArgs) -> Result<()> {
+    let evaluation = evaluate::run(&evaluate::EvaluateArgs {
+        model: &args.model,
+        input: &args.input,
+        format: train_format(args.format),
+        config: &args.config,
+        plots: args.plots.as_deref(),
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&evaluation.report)?);
+    } else {
+        print!("{}", evaluation.report);
+    }
+    // Standard output stays pure JSON with --json, so the plot paths go to standard error.
+    for path in &evaluation.plots {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 fn keystroke_evaluate(file: &Path, detector: &str, json: bool) -> Result<()> {
     let detectors = if detector == "all" {
         Detector::ALL.to_vec()
@@ -549,10 +609,7 @@ fn main() -> ExitCode {
             config,
         } => train::run(&train::TrainArgs {
             input,
-            format: match format {
-                LayoutArg::Riskgate => riskgate_models::train::Format::Riskgate,
-                LayoutArg::Rba => riskgate_models::train::Format::Rba,
-            },
+            format: train_format(*format),
             out,
             config,
         })
@@ -560,6 +617,8 @@ fn main() -> ExitCode {
             println!("wrote {}", path.display());
             ExitCode::SUCCESS
         }),
+        #[cfg(feature = "train")]
+        Command::Evaluate(args) => run_evaluate(args).map(|()| ExitCode::SUCCESS),
         Command::Rules { command } => match command {
             RulesCommand::Check {
                 path,

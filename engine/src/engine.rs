@@ -185,8 +185,8 @@ pub struct Engine {
     pub metrics: Metrics,
 }
 
-/// Builds the weights model that the rules file defines.
-fn model_from_rules(rules: &RuleSet) -> Result<RiskModel, StartError> {
+/// Builds the weights model that the rules file defines, as the engine scores with it.
+pub fn model_from_rules(rules: &RuleSet) -> Result<RiskModel, StartError> {
     let version = format!("weights@{}", rules.version());
     LinearModel::from_named_weights(version, rules.bias(), rules.weights().iter().copied())
         .map(RiskModel::Weights)

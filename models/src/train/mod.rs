@@ -11,17 +11,23 @@
 //!    Platt scaling on held-out users, and returns a [`ModelArtifact`](crate::artifact::ModelArtifact).
 //! 4. [`metrics`] and [`plots`] report how well scores separate attacks from legitimate
 //!    logins: ROC AUC, attacks caught at a re-authentication rate, per attack kind and per
-//!    history size.
+//!    history size. [`evaluate()`] gathers them into one report that compares a trained
+//!    model with the hand-set weights of the rules file.
 
 use std::path::PathBuf;
 
 use thiserror::Error;
 
+pub mod evaluate;
 pub mod fit;
 pub mod metrics;
 pub mod plots;
 pub mod read;
 
+pub use evaluate::{
+    EvaluationReport, EvaluationRow, HistoryReauth, KindEvaluation, KindEvaluations,
+    TargetedByHistory, evaluate, previous_logins,
+};
 pub use fit::{
     ClassWeight, FitMetrics, FitOptions, TrainingSet, TrainingSetBuilder, fit, split_by_user,
 };
@@ -30,7 +36,9 @@ pub use metrics::{
     caught_at_reauth, reauth_at_caught, roc_auc, roc_curve,
 };
 pub use plots::{
-    plot_reauth_by_history, plot_roc_curves, plot_score_distributions, write_evaluation_plots,
+    plot_rates_by_history, plot_reauth_by_history, plot_roc_curves, plot_roc_curves_titled,
+    plot_score_distributions, plot_score_distributions_titled, write_comparison_plots,
+    write_evaluation_plots,
 };
 pub use read::{
     AttackKind, Format, LoginRecord, LoginsRead, RowError, read_logins, read_logins_skipping,

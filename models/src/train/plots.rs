@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 
 use super::TrainError;
+use super::evaluate::{EvaluationReport, EvaluationRow, HistoryReauth, REPORTED_KINDS};
 use super::metrics::{
     HistoryBucket, RocPoint, ScoredLogin, by_history, reauth_at_caught, roc_curve,
 };
@@ -22,11 +23,20 @@ const ROC_RESOLUTION: f64 = 1e-3;
 
 /// Draws one ROC curve per `(name, points)` pair, with the chance diagonal.
 pub fn plot_roc_curves(path: &Path, curves: &[(String, Vec<RocPoint>)]) -> Result<(), TrainError> {
+    plot_roc_curves_titled(path, "ROC curves", curves)
+}
+
+/// Draws one ROC curve per `(name, points)` pair, with the chance diagonal, under `title`.
+pub fn plot_roc_curves_titled(
+    path: &Path,
+    title: &str,
+    curves: &[(String, Vec<RocPoint>)],
+) -> Result<(), TrainError> {
     let error = plot_error(path);
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(&error)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("ROC curves", ("sans-serif", 24))
+        .caption(title, ("sans-serif", 24))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(56)
@@ -63,6 +73,16 @@ pub fn plot_roc_curves(path: &Path, curves: &[(String, Vec<RocPoint>)]) -> Resul
 /// the group's logins in each of `bins` equal-width score bins.
 pub fn plot_score_distributions(
     path: &Path,
+    logins: &[ScoredLogin],
+    bins: usize,
+) -> Result<(), TrainError> {
+    plot_score_distributions_titled(path, "Score distributions", logins, bins)
+}
+
+/// Draws the score distributions of [`plot_score_distributions`] under `title`.
+pub fn plot_score_distributions_titled(
+    path: &Path,
+    title: &str,
     logins: &[ScoredLogin],
     bins: usize,
 ) -> Result<(), TrainError> {
@@ -117,7 +137,7 @@ pub fn plot_score_distributions(
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(&error)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Score distributions", ("sans-serif", 24))
+        .caption(title, ("sans-serif", 24))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(56)
@@ -154,14 +174,36 @@ pub fn plot_score_distributions(
 /// Draws the re-authentication rate of legitimate logins and the share of attacks caught
 /// against the user's number of previous logins, one point per bucket.
 pub fn plot_reauth_by_history(path: &Path, buckets: &[HistoryBucket]) -> Result<(), TrainError> {
-    let error = plot_error(path);
     let labels: Vec<String> = buckets.iter().map(HistoryBucket::label).collect();
-    let last = (buckets.len().max(2) - 1) as i32;
+    let series: [(&str, BucketRate); 2] = [
+        ("legitimate logins re-authenticated", |bucket| {
+            bucket.reauth_rate
+        }),
+        ("attacks caught", |bucket| bucket.caught),
+    ];
+    let series: Vec<(String, Vec<Option<f64>>)> = series
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), buckets.iter().map(value).collect()))
+        .collect();
+    plot_rates_by_history(path, "Re-authentication by history size", &labels, &series)
+}
+
+/// Draws rates against history-size buckets, one point per bucket and one line per
+/// `(name, rates)` pair. `labels` names the buckets, and `rates[i]` belongs to `labels[i]`.
+/// A `None` rate leaves its point out.
+pub fn plot_rates_by_history(
+    path: &Path,
+    title: &str,
+    labels: &[String],
+    series: &[(String, Vec<Option<f64>>)],
+) -> Result<(), TrainError> {
+    let error = plot_error(path);
+    let last = (labels.len().max(2) - 1) as i32;
 
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(&error)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Re-authentication by history size", ("sans-serif", 24))
+        .caption(title, ("sans-serif", 24))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(56)
@@ -169,7 +211,7 @@ pub fn plot_reauth_by_history(path: &Path, buckets: &[HistoryBucket]) -> Result<
         .map_err(&error)?;
     chart
         .configure_mesh()
-        .x_labels(buckets.len().max(2))
+        .x_labels(labels.len().max(2))
         .x_label_formatter(&|index| {
             labels
                 .get(usize::try_from(*index).unwrap_or(usize::MAX))
@@ -181,23 +223,17 @@ pub fn plot_reauth_by_history(path: &Path, buckets: &[HistoryBucket]) -> Result<
         .draw()
         .map_err(&error)?;
 
-    let series: [(&str, BucketRate); 2] = [
-        ("legitimate logins re-authenticated", |bucket| {
-            bucket.reauth_rate
-        }),
-        ("attacks caught", |bucket| bucket.caught),
-    ];
-    for (index, (name, value)) in series.into_iter().enumerate() {
+    for (index, (name, rates)) in series.iter().enumerate() {
         let color = Palette99::pick(index).to_rgba();
-        let points: Vec<(i32, f64)> = buckets
+        let points: Vec<(i32, f64)> = rates
             .iter()
             .enumerate()
-            .filter_map(|(position, bucket)| Some((position as i32, value(bucket)?)))
+            .filter_map(|(position, rate)| Some((position as i32, (*rate)?)))
             .collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(&error)?
-            .label(name)
+            .label(name.as_str())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
         chart
             .draw_series(
@@ -266,6 +302,121 @@ pub fn write_evaluation_plots(
     let history = folder.join("reauth-by-history.svg");
     plot_reauth_by_history(&history, &by_history(logins, bucket_starts, threshold))?;
     Ok(vec![roc, distributions, history])
+}
+
+/// Writes the plots of an evaluation that compares the trained model with the baseline
+/// weights into `folder`, which must exist:
+///
+/// - `roc.svg`: all attacks, and `roc-<kind>.svg` for each of the [`REPORTED_KINDS`], each
+///   with the model's and the baseline's curve. A kind without rows gets a chart without
+///   curves.
+/// - `scores.svg` and `scores-baseline.svg`: risk distributions per group.
+/// - `reauth-by-history.svg`: the by-history figures of `report`, at the thresholds that
+///   catch 99% of targeted attacks.
+///
+/// Returns the paths written.
+pub fn write_comparison_plots(
+    folder: &Path,
+    rows: &[EvaluationRow],
+    report: &EvaluationReport,
+) -> Result<Vec<PathBuf>, TrainError> {
+    let scored = |risk: fn(&EvaluationRow) -> f64| -> Vec<ScoredLogin> {
+        rows.iter()
+            .map(|row| ScoredLogin {
+                score: risk(row),
+                is_attack: row.is_attack,
+                attack_kind: row.kind,
+                previous_logins: u32::try_from(row.previous_logins).unwrap_or(u32::MAX),
+            })
+            .collect()
+    };
+    let model = scored(|row| row.risk);
+    let baseline = scored(|row| row.baseline_risk);
+    let mut paths = Vec::new();
+
+    let groups = std::iter::once((None, "all attacks".to_owned(), "roc.svg".to_owned())).chain(
+        REPORTED_KINDS.iter().map(|kind| {
+            (
+                Some(*kind),
+                format!("{kind} attacks"),
+                format!("roc-{kind}.svg"),
+            )
+        }),
+    );
+    for (kind, name, file) in groups {
+        let mut curves = Vec::new();
+        for (scorer, logins) in [("model", &model), ("baseline", &baseline)] {
+            let (scores, labels): (Vec<f64>, Vec<bool>) = logins
+                .iter()
+                .filter(|login| {
+                    !login.is_attack || kind.is_none_or(|kind| login.attack_kind == Some(kind))
+                })
+                .map(|login| (login.score, login.is_attack))
+                .unzip();
+            if let Some(points) = roc_curve(&scores, &labels) {
+                curves.push((scorer.to_owned(), points));
+            }
+        }
+        let title = if curves.is_empty() {
+            format!("ROC curves: {name} (no rows)")
+        } else {
+            format!("ROC curves: {name}")
+        };
+        let path = folder.join(file);
+        plot_roc_curves_titled(&path, &title, &curves)?;
+        paths.push(path);
+    }
+
+    // About sqrt(n) bins, between 10 and 50, so a small evaluation is not all spikes.
+    let bins = ((rows.len() as f64).sqrt() as usize).clamp(10, 50);
+    for (title, file, logins) in [
+        ("Risk distributions: model", "scores.svg", &model),
+        (
+            "Risk distributions: baseline",
+            "scores-baseline.svg",
+            &baseline,
+        ),
+    ] {
+        let path = folder.join(file);
+        plot_score_distributions_titled(&path, title, logins, bins)?;
+        paths.push(path);
+    }
+
+    let buckets = &report.reauth_at_caught_99pct_targeted_by_history.buckets;
+    let labels: Vec<String> = buckets
+        .iter()
+        .map(|bucket| bucket.previous_logins.clone())
+        .collect();
+    let rates = |rate: fn(&HistoryReauth) -> Option<f64>| -> Vec<Option<f64>> {
+        buckets.iter().map(rate).collect()
+    };
+    let series = [
+        (
+            "legitimate stepped up, model".to_owned(),
+            rates(|bucket| bucket.reauth_rate),
+        ),
+        (
+            "legitimate stepped up, baseline".to_owned(),
+            rates(|bucket| bucket.baseline_reauth_rate),
+        ),
+        (
+            "targeted caught, model".to_owned(),
+            rates(|bucket| bucket.caught),
+        ),
+        (
+            "targeted caught, baseline".to_owned(),
+            rates(|bucket| bucket.baseline_caught),
+        ),
+    ];
+    let path = folder.join("reauth-by-history.svg");
+    plot_rates_by_history(
+        &path,
+        "Stepped up when 99% of targeted attacks are caught",
+        &labels,
+        &series,
+    )?;
+    paths.push(path);
+    Ok(paths)
 }
 
 fn plot_error<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> TrainError + '_ {
@@ -349,6 +500,54 @@ mod tests {
         let history = std::fs::read_to_string(&paths[2]).unwrap();
         assert!(history.contains("2-4"));
         assert!(history.contains("40+"));
+    }
+
+    #[test]
+    fn comparison_plots_are_svg() {
+        let rows: Vec<EvaluationRow> = logins()
+            .into_iter()
+            .map(|login| EvaluationRow {
+                risk: login.score,
+                baseline_risk: 1.0 - login.score,
+                is_attack: login.is_attack,
+                kind: login.attack_kind,
+                previous_logins: u64::from(login.previous_logins),
+            })
+            .collect();
+        let report = crate::train::evaluate(&rows);
+
+        let dir = tempfile::tempdir().unwrap();
+        let paths = write_comparison_plots(dir.path(), &rows, &report).unwrap();
+        let names: Vec<String> = paths
+            .iter()
+            .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "roc.svg",
+                "roc-naive.svg",
+                "roc-vpn.svg",
+                "roc-targeted.svg",
+                "roc-stuffing.svg",
+                "roc-spray.svg",
+                "scores.svg",
+                "scores-baseline.svg",
+                "reauth-by-history.svg",
+            ]
+        );
+        for path in &paths {
+            assert_svg(path);
+        }
+
+        let naive = std::fs::read_to_string(&paths[1]).unwrap();
+        assert!(naive.contains("model"));
+        assert!(naive.contains("baseline"));
+        let stuffing = std::fs::read_to_string(&paths[4]).unwrap();
+        assert!(stuffing.contains("no rows"));
+        let history = std::fs::read_to_string(&paths[8]).unwrap();
+        assert!(history.contains("50+"));
+        assert!(history.contains("targeted caught, baseline"));
     }
 
     #[test]
