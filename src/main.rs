@@ -21,6 +21,11 @@ mod evaluate;
 mod train;
 use riskgate_models::keystroke::{self, Detector};
 
+/// mimalloc instead of the system allocator: scoring and replays allocate many small strings
+/// and maps, which glibc's allocator serves markedly slower.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "riskgate",

@@ -5,6 +5,7 @@
 //! and the model sit behind `ArcSwap`, so a reload swaps them atomically while requests that
 //! already hold the old set finish with it.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -462,6 +463,12 @@ impl Engine {
     }
 
     fn profile(&self, user_id: &str) -> Result<Arc<Profile>, StoreError> {
+        if !self.store.wants_profile_cache() {
+            return Ok(self
+                .store
+                .load_profile(user_id)?
+                .unwrap_or_else(|| Arc::new(Profile::new(user_id))));
+        }
         if let Some(profile) = self.profiles.get(user_id) {
             self.metrics.cache_lookup("profile", true);
             return Ok(profile);
@@ -470,11 +477,10 @@ impl Engine {
         let epoch = self
             .profile_epoch
             .load(std::sync::atomic::Ordering::Acquire);
-        let profile = Arc::new(
-            self.store
-                .load_profile(user_id)?
-                .unwrap_or_else(|| Profile::new(user_id)),
-        );
+        let profile = self
+            .store
+            .load_profile(user_id)?
+            .unwrap_or_else(|| Arc::new(Profile::new(user_id)));
         if self
             .profile_epoch
             .load(std::sync::atomic::Ordering::Acquire)
@@ -555,7 +561,7 @@ impl Engine {
         });
         let time_zone = geo.city.as_ref().and_then(|city| city.time_zone.as_deref());
         let hour_local = signals::local_hour(attempt.timestamp, time_zone);
-        let freeman_keys = self.freeman_keys_for(attempt, &geo);
+        let freeman_keys = self.freeman_keys_for(attempt.ip, attempt.user_agent.as_deref(), &geo);
         Enrichment {
             geo,
             asn,
@@ -567,13 +573,15 @@ impl Engine {
         }
     }
 
-    /// Returns the Freeman network and user-agent keys of an attempt.
-    pub fn freeman_keys(&self, attempt: &Attempt) -> LevelKeys {
-        self.freeman_keys_for(attempt, &self.geo.lookup(attempt.ip))
+    /// Returns the Freeman network and user-agent keys of a login from `ip` with
+    /// `user_agent`, as scoring computes them for an attempt.
+    pub fn freeman_keys(&self, ip: IpAddr, user_agent: Option<&str>) -> LevelKeys {
+        let ip = ip.to_canonical();
+        self.freeman_keys_for(ip, user_agent, &self.geo.lookup(ip))
     }
 
-    fn freeman_keys_for(&self, attempt: &Attempt, geo: &GeoRecord) -> LevelKeys {
-        let agent = match attempt.user_agent.as_deref() {
+    fn freeman_keys_for(&self, ip: IpAddr, user_agent: Option<&str>, geo: &GeoRecord) -> LevelKeys {
+        let agent = match user_agent {
             Some(user_agent) => self
                 .agents
                 .get_with_by_ref(user_agent, || Arc::new(parse_user_agent(user_agent))),
@@ -581,10 +589,10 @@ impl Engine {
         };
         LevelKeys::with_agent(
             &LoginAttributes {
-                ip: attempt.ip,
+                ip,
                 asn: geo.asn.as_ref().map(|asn| asn.number),
                 country: geo.city.as_ref().and_then(|city| city.country.clone()),
-                user_agent: attempt.user_agent.clone(),
+                user_agent: user_agent.map(str::to_owned),
             },
             &agent,
         )

@@ -5,38 +5,54 @@
 //! each row the outcome the row records is reported, as `riskgate replay` does, so profiles
 //! learn only from verified logins here too.
 //!
-//! The replay itself stays sequential: failures from one IP address raise the risk of every
-//! user behind it, and whether a failure is counted depends on earlier decisions, so users
-//! cannot be replayed independently without changing the features. What does not depend on
-//! history runs in parallel with rayon: request validation, geo-IP, IP lists, keystroke
-//! features and user-agent parsing for the next block of rows are computed while the
-//! current block is scored.
+//! Users are split into shards that replay at once, one per core. Logins of different users
+//! still share IP counters, so a login waits for the previous login from its address when
+//! another shard has it; see [`replay_with`].
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use thiserror::Error;
 
 use super::{Decision, outcomes_for};
 use crate::config::Config;
-use crate::engine::{Engine, Enrichment, StartError};
+use crate::engine::{Engine, StartError};
 use crate::geo::GeoIp;
 use crate::iplists::IpLists;
 use crate::model::RiskModel;
 use crate::request::{
-    Attempt, DeviceInput, EventRequest, KeystrokeEventInput, KeystrokesInput, Outcome, ScoreRequest,
+    Attempt, DeviceInput, EventRequest, KeystrokeEventInput, KeystrokesInput, Outcome,
+    ScoreRequest, normalize_user_id,
 };
 use crate::rules::RuleSet;
+use crate::store::COUNTER_RETENTION;
 use crate::store::memory::MemoryStore;
 use riskgate_models::artifact::{FORMAT_VERSION, ModelArtifact, PlattCalibration};
 use riskgate_models::features::{FEATURE_NAMES, FeatureVector};
-use riskgate_models::freeman::GlobalTables;
+use riskgate_models::freeman::{GlobalTables, LevelKeys};
 use riskgate_models::train::LoginRecord;
 
 /// Decisions kept for outcomes; a replay reports each row's outcome right after scoring it.
 const DECISIONS_KEPT: usize = 10_000;
-/// Rows enriched in parallel while the previous block is scored.
+/// Rows whose Freeman keys are computed in parallel at a time while the previous block is
+/// counted.
 const BLOCK_ROWS: usize = 4096;
+
+/// Most shards a replay runs at once.
+const MAX_SHARDS: usize = 16;
+
+/// The counter windows of `config`, in seconds.
+fn counter_windows(config: &Config) -> [u64; 3] {
+    [
+        config.signals.user_failures_window_seconds,
+        config.signals.ip_failures_window_seconds,
+        config.signals.ip_users_window_seconds,
+    ]
+}
 
 /// A failure of an offline replay.
 #[derive(Debug, Error)]
@@ -48,6 +64,8 @@ pub enum OfflineError {
     /// The engine failed on a valid row; `row` is the row number in the input file.
     #[error("row {row}: {message}")]
     Row { row: usize, message: String },
+    #[error("a replay thread panicked")]
+    Panicked,
 }
 
 pub type Result<T> = std::result::Result<T, OfflineError>;
@@ -141,21 +159,38 @@ pub fn offline_engine(config: &Config, model: Option<RiskModel>) -> Result<Engin
     )?)
 }
 
-/// Counts the network and user-agent values of every valid record, as the Freeman global
-/// tables of a new model.
+/// Counts the network and user-agent values of every record, as the Freeman global tables
+/// of a new model. Rows that a replay rejects as invalid requests are counted too.
 pub fn global_tables(config: &Config, records: &[LoginRecord]) -> Result<GlobalTables> {
     let engine = offline_engine(config, None)?;
-    let now = chrono::Utc::now();
-    let mut tables = GlobalTables::default();
-    for block in records.chunks(BLOCK_ROWS) {
-        let keys: Vec<_> = block
+    let keys_of = |block: &[LoginRecord]| -> Vec<LevelKeys> {
+        block
             .par_iter()
-            .filter_map(|record| attempt_of(record, now))
-            .map(|attempt| engine.freeman_keys(&attempt))
-            .collect();
-        for key in &keys {
-            tables.observe_keys(key);
-        }
+            .map(|record| engine.freeman_keys(record.ip, record.user_agent.as_deref()))
+            .collect()
+    };
+    let mut tables = GlobalTables::default();
+    let blocks: Vec<&[LoginRecord]> = records.chunks(BLOCK_ROWS).collect();
+    let mut next = blocks
+        .first()
+        .map(|block| keys_of(block))
+        .unwrap_or_default();
+    for number in 0..blocks.len() {
+        let current = std::mem::take(&mut next);
+        // Counting is sequential, so the next block's keys are computed meanwhile.
+        ((), next) = rayon::join(
+            || {
+                for keys in &current {
+                    tables.observe_keys(keys);
+                }
+            },
+            || {
+                blocks
+                    .get(number + 1)
+                    .map(|block| keys_of(block))
+                    .unwrap_or_default()
+            },
+        );
     }
     tables.compact();
     Ok(tables)
@@ -193,83 +228,206 @@ pub fn weights_artifact(config: &Config, tables: GlobalTables) -> Result<ModelAr
     Ok(artifact)
 }
 
-type Prepared = Option<(Attempt, Enrichment)>;
-
-fn prepare_block(engine: &Engine, block: &[LoginRecord]) -> Vec<Prepared> {
-    let now = chrono::Utc::now();
-    block
-        .par_iter()
-        .map(|record| {
-            let attempt = attempt_of(record, now)?;
-            let enrichment = engine.enrich(&attempt);
-            Some((attempt, enrichment))
-        })
-        .collect()
+/// Replays one login: scores it and reports the outcomes its row records.
+fn replay_login(
+    engine: &Engine,
+    record: &LoginRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<FeatureVector>> {
+    let Some(attempt) = attempt_of(record, now) else {
+        return Ok(None);
+    };
+    let enrichment = engine.enrich(&attempt);
+    let (response, features) = engine
+        .score_enriched(&attempt, enrichment)
+        .map_err(|error| row_error(record, error))?;
+    let decision = Decision::parse(response.decision.as_str())
+        .ok_or_else(|| row_error(record, "the engine returned an unknown decision"))?;
+    for outcome in outcomes_for(decision, record.login_successful, record.is_attack) {
+        engine
+            .event(&EventRequest {
+                decision_id: response.decision_id.clone(),
+                outcome: engine_outcome(*outcome),
+                timestamp: None,
+            })
+            .map_err(|error| row_error(record, error))?;
+    }
+    Ok(Some(features))
 }
 
-fn score_block(
-    engine: &Engine,
-    records: &[LoginRecord],
-    first: usize,
-    prepared: Vec<Prepared>,
-    replay: &mut Replay,
-) -> Result<()> {
-    for (offset, prepared) in prepared.into_iter().enumerate() {
-        let index = first + offset;
-        let record = &records[index];
-        let Some((attempt, enrichment)) = prepared else {
-            replay.rejected += 1;
-            continue;
-        };
-        let (response, features) = engine
-            .score_enriched(&attempt, enrichment)
-            .map_err(|error| row_error(record, error))?;
-        replay.logins.push(ReplayedLogin {
-            record: index,
-            features,
-        });
-        let decision = Decision::parse(response.decision.as_str())
-            .ok_or_else(|| row_error(record, "the engine returned an unknown decision"))?;
-        for outcome in outcomes_for(decision, record.login_successful, record.is_attack) {
-            engine
-                .event(&EventRequest {
-                    decision_id: response.decision_id.clone(),
-                    outcome: engine_outcome(*outcome),
-                    timestamp: None,
-                })
-                .map_err(|error| row_error(record, error))?;
+/// The order of a sharded replay and the waits that keep it equal to a sequential one.
+struct Schedule {
+    /// Record indexes in time order; "position" below means an index into this list.
+    order: Vec<usize>,
+    /// Shard of the login at each position.
+    shard: Vec<usize>,
+    /// Position of the previous login from the same IP address, when another shard has it.
+    previous_same_ip: Vec<Option<usize>>,
+    /// First position within the lag window of each position: every other shard must have
+    /// finished the positions before it.
+    lag_start: Vec<usize>,
+}
+
+fn shard_of(user_id: &str, shards: usize) -> usize {
+    let mut hasher = std::hash::DefaultHasher::new();
+    user_id.hash(&mut hasher);
+    (hasher.finish() % shards as u64) as usize
+}
+
+fn schedule(records: &[LoginRecord], shards: usize, lag: chrono::Duration) -> Schedule {
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    // Stable, so logins with equal timestamps keep their order in the file.
+    order.sort_by_key(|&index| records[index].timestamp);
+    let shard: Vec<usize> = order
+        .par_iter()
+        .map(|&index| shard_of(&normalize_user_id(&records[index].user_id), shards))
+        .collect();
+    let mut last_by_ip: HashMap<IpAddr, usize> = HashMap::new();
+    let mut previous_same_ip = Vec::with_capacity(order.len());
+    for (position, &index) in order.iter().enumerate() {
+        let ip = records[index].ip.to_canonical();
+        let previous = last_by_ip.insert(ip, position);
+        previous_same_ip.push(previous.filter(|&earlier| shard[earlier] != shard[position]));
+    }
+    let mut lag_start = Vec::with_capacity(order.len());
+    let mut start = 0;
+    for &index in &order {
+        let horizon = records[index].timestamp - lag;
+        while records[order[start]].timestamp < horizon {
+            start += 1;
+        }
+        lag_start.push(start);
+    }
+    Schedule {
+        order,
+        shard,
+        previous_same_ip,
+        lag_start,
+    }
+}
+
+/// Waits until `done` reaches `position`; returns `false` when another shard failed.
+fn wait_for(done: &AtomicUsize, position: usize, failed: &AtomicBool) -> bool {
+    let mut spins = 0u32;
+    while done.load(Ordering::Acquire) < position {
+        if failed.load(Ordering::Acquire) {
+            return false;
+        }
+        if spins < 100 {
+            std::hint::spin_loop();
+            spins += 1;
+        } else {
+            std::thread::yield_now();
         }
     }
-    Ok(())
+    true
 }
 
-/// Replays `records`, which must be in time order, through `engine` and returns one feature
-/// vector per valid row. Each row's recorded outcome is reported after it is scored.
-pub fn replay_with(engine: &Engine, records: &[LoginRecord]) -> Result<Replay> {
+/// Replays the logins of one shard. `done[shard]` tells the other shards how far it got:
+/// every login of this shard at a position below it is finished.
+fn replay_shard(
+    engine: &Engine,
+    records: &[LoginRecord],
+    schedule: &Schedule,
+    me: usize,
+    done: &[AtomicUsize],
+    failed: &AtomicBool,
+) -> Result<Replay> {
+    let now = chrono::Utc::now();
+    let mut replay = Replay::default();
+    for (position, &index) in schedule.order.iter().enumerate() {
+        if schedule.shard[position] != me {
+            continue;
+        }
+        done[me].store(position, Ordering::Release);
+        if let Some(previous) = schedule.previous_same_ip[position]
+            && !wait_for(&done[schedule.shard[previous]], previous + 1, failed)
+        {
+            return Ok(replay);
+        }
+        for (other, progress) in done.iter().enumerate() {
+            if other != me && !wait_for(progress, schedule.lag_start[position], failed) {
+                return Ok(replay);
+            }
+        }
+        match replay_login(engine, &records[index], now) {
+            Ok(Some(features)) => replay.logins.push(ReplayedLogin {
+                record: index,
+                features,
+            }),
+            Ok(None) => replay.rejected += 1,
+            Err(error) => {
+                failed.store(true, Ordering::Release);
+                return Err(error);
+            }
+        }
+        done[me].store(position + 1, Ordering::Release);
+    }
+    done[me].store(usize::MAX, Ordering::Release);
+    Ok(replay)
+}
+
+/// Replays `records` through `engine` in time order and returns one feature vector per
+/// valid row, in time order. Each row's recorded outcome is reported after it is scored.
+///
+/// Users are split among one shard per core, and the shards run at once. A login waits for
+/// the previous login from its IP address when another shard has it, because IP counters
+/// couple users, and no shard runs more than [`shard_lag`] of history ahead of another, so
+/// that pruning old counter rows removes nothing a slower shard still reads. Every login
+/// thus sees the same store state as in a sequential replay, which the parity test checks
+/// against the HTTP service.
+pub fn replay_with(engine: &Engine, records: &[LoginRecord], windows: &[u64]) -> Result<Replay> {
+    let shards = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .clamp(1, MAX_SHARDS);
+    let schedule = schedule(records, shards, shard_lag(windows));
+    let done: Vec<AtomicUsize> = (0..shards).map(|_| AtomicUsize::new(0)).collect();
+    let failed = AtomicBool::new(false);
+    let results: Vec<Result<Replay>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..shards)
+            .map(|me| {
+                let (schedule, done, failed) = (&schedule, &done, &failed);
+                scope.spawn(move || replay_shard(engine, records, schedule, me, done, failed))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(OfflineError::Panicked))
+            })
+            .collect()
+    });
     let mut replay = Replay {
         logins: Vec::with_capacity(records.len()),
         rejected: 0,
     };
-    let blocks: Vec<&[LoginRecord]> = records.chunks(BLOCK_ROWS).collect();
-    let mut next = blocks
-        .first()
-        .map(|block| prepare_block(engine, block))
-        .unwrap_or_default();
-    for (number, _) in blocks.iter().enumerate() {
-        let current = std::mem::take(&mut next);
-        let (scored, prepared) = rayon::join(
-            || score_block(engine, records, number * BLOCK_ROWS, current, &mut replay),
-            || {
-                blocks
-                    .get(number + 1)
-                    .map(|block| prepare_block(engine, block))
-                    .unwrap_or_default()
-            },
-        );
-        scored?;
-        next = prepared;
+    for result in results {
+        let part = result?;
+        replay.logins.extend(part.logins);
+        replay.rejected += part.rejected;
     }
+    let position_of: HashMap<usize, usize> = schedule
+        .order
+        .iter()
+        .enumerate()
+        .map(|(position, &index)| (index, position))
+        .collect();
+    replay
+        .logins
+        .par_sort_unstable_by_key(|login| position_of[&login.record]);
     Ok(replay)
+}
+
+/// How far one shard may run ahead of another: the counter retention less the longest
+/// counter window, so that a prune triggered by the faster shard keeps every row the
+/// slower one still counts.
+fn shard_lag(windows: &[u64]) -> chrono::Duration {
+    let longest = windows.iter().copied().max().unwrap_or(0);
+    let longest = chrono::Duration::seconds(i64::try_from(longest).unwrap_or(i64::MAX / 1000));
+    (COUNTER_RETENTION - longest).max(chrono::Duration::zero())
 }
 
 /// Replays `records` on a fresh in-memory store with `model` in force, or the model `config`
@@ -280,13 +438,18 @@ pub fn replay(
     model: Option<RiskModel>,
 ) -> Result<Replay> {
     let engine = offline_engine(config, model)?;
-    replay_with(&engine, records)
+    replay_with(&engine, records, &counter_windows(config))
 }
 
 /// Replays a history for training: Freeman tables are counted from the history, and the
 /// configured rules' weights decide, as they would have while the history was recorded.
 pub fn training_replay(config: &Config, records: &[LoginRecord]) -> Result<(Replay, GlobalTables)> {
+    let started = std::time::Instant::now();
     let tables = global_tables(config, records)?;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "counted the Freeman global tables"
+    );
     let artifact = weights_artifact(config, tables.clone())?;
     let model = RiskModel::trained(Arc::new(artifact))
         .map_err(|error| OfflineError::Start(StartError::Model(error.to_string())))?;

@@ -6,7 +6,7 @@
 //! replay of millions of logins keeps only the recent decisions that outcomes still refer to.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -27,9 +27,13 @@ struct Decision {
     learned: bool,
 }
 
+/// One user's profile behind its own lock, so that learning, which refits the keystroke
+/// template, does not hold the store's lock. Readers get the `Arc` and never a copy; a
+/// writer copies the profile only while a reader still holds the previous version.
+type ProfileSlot = Arc<Mutex<Arc<Profile>>>;
+
 #[derive(Default)]
 struct State {
-    profiles: HashMap<String, Profile>,
     decisions: HashMap<String, Decision>,
     decision_order: VecDeque<String>,
     /// Failure times in milliseconds per user, ascending.
@@ -44,6 +48,7 @@ struct State {
 
 pub struct MemoryStore {
     state: Mutex<State>,
+    profiles: Mutex<HashMap<String, ProfileSlot>>,
     keystroke: TemplateConfig,
     max_decisions: usize,
     keep_records: bool,
@@ -55,6 +60,7 @@ impl MemoryStore {
     pub fn new(keystroke: TemplateConfig, max_decisions: usize, keep_records: bool) -> Self {
         MemoryStore {
             state: Mutex::new(State::default()),
+            profiles: Mutex::new(HashMap::new()),
             keystroke,
             max_decisions: max_decisions.max(1),
             keep_records,
@@ -63,6 +69,19 @@ impl MemoryStore {
 
     fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
         self.state.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    fn slot(&self, user_id: &str, create: bool) -> Result<Option<ProfileSlot>, StoreError> {
+        let mut profiles = self.profiles.lock().map_err(|_| StoreError::Poisoned)?;
+        if let Some(slot) = profiles.get(user_id) {
+            return Ok(Some(slot.clone()));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let slot: ProfileSlot = Arc::new(Mutex::new(Arc::new(Profile::new(user_id))));
+        profiles.insert(user_id.to_owned(), slot.clone());
+        Ok(Some(slot))
     }
 }
 
@@ -115,8 +134,12 @@ fn prune(state: &mut State) {
 }
 
 impl Store for MemoryStore {
-    fn load_profile(&self, user_id: &str) -> Result<Option<Profile>, StoreError> {
-        Ok(self.lock()?.profiles.get(user_id).cloned())
+    fn load_profile(&self, user_id: &str) -> Result<Option<Arc<Profile>>, StoreError> {
+        let Some(slot) = self.slot(user_id, false)? else {
+            return Ok(None);
+        };
+        let profile = slot.lock().map_err(|_| StoreError::Poisoned)?;
+        Ok(Some(profile.clone()))
     }
 
     fn counters(
@@ -246,25 +269,29 @@ impl Store for MemoryStore {
                 &user_id,
             );
         }
+        let facts = (plan.learn || plan.unlearn).then(|| decision.facts.clone());
+        if plan.learn || plan.unlearn {
+            decision.learned = plan.learn;
+        }
+        if plan.learn || plan.record_failure {
+            decision.facts.keystroke_sample = None;
+        }
+        drop(guard);
+
         if plan.learn || plan.unlearn || plan.report_compromise {
-            let profile = state
-                .profiles
-                .entry(user_id.clone())
-                .or_insert_with(|| Profile::new(&user_id));
-            if plan.learn {
-                profile.learn(&decision.facts, &self.keystroke);
-            } else if plan.unlearn {
-                profile.unlearn(&decision.facts);
+            let slot = self.slot(&user_id, true)?.ok_or(StoreError::Poisoned)?;
+            let mut shared = slot.lock().map_err(|_| StoreError::Poisoned)?;
+            let profile = Arc::make_mut(&mut shared);
+            if let Some(facts) = &facts {
+                if plan.learn {
+                    profile.learn(facts, &self.keystroke);
+                } else {
+                    profile.unlearn(facts);
+                }
             }
             if plan.report_compromise {
                 profile.report_compromise(received_at);
             }
-            if plan.learn || plan.unlearn {
-                decision.learned = plan.learn;
-            }
-        }
-        if plan.learn || plan.record_failure {
-            decision.facts.keystroke_sample = None;
         }
         Ok(Some(EventResult { user_id, plan }))
     }
@@ -272,7 +299,13 @@ impl Store for MemoryStore {
     fn erase_user(&self, user_id: &str) -> Result<Erased, StoreError> {
         let mut guard = self.lock()?;
         let state = &mut *guard;
-        let profiles = u64::from(state.profiles.remove(user_id).is_some());
+        let profiles = u64::from(
+            self.profiles
+                .lock()
+                .map_err(|_| StoreError::Poisoned)?
+                .remove(user_id)
+                .is_some(),
+        );
         let before = state.decisions.len();
         state
             .decisions
@@ -299,6 +332,10 @@ impl Store for MemoryStore {
 
     fn keeps_records(&self) -> bool {
         self.keep_records
+    }
+
+    fn wants_profile_cache(&self) -> bool {
+        false
     }
 
     fn ping(&self) -> Result<(), StoreError> {

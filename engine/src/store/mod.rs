@@ -8,6 +8,8 @@
 pub mod memory;
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use thiserror::Error;
@@ -102,7 +104,7 @@ pub struct Erased {
 }
 
 pub trait Store: Send + Sync {
-    fn load_profile(&self, user_id: &str) -> Result<Option<Profile>, StoreError>;
+    fn load_profile(&self, user_id: &str) -> Result<Option<Arc<Profile>>, StoreError>;
 
     /// Counts failures and other users in windows ending at `at` (exclusive of later rows).
     fn counters(
@@ -136,6 +138,12 @@ pub trait Store: Send + Sync {
     /// Returns whether [`Store::decision`] returns full decision records. The engine builds
     /// a record only for a store that keeps it.
     fn keeps_records(&self) -> bool {
+        true
+    }
+
+    /// Returns whether the engine should cache profiles read from this store. A store that
+    /// hands out shared in-memory profiles gains nothing from a second cache.
+    fn wants_profile_cache(&self) -> bool {
         true
     }
 }

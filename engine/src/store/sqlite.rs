@@ -7,6 +7,7 @@
 //! other users of an IP reads one row per user, however many attempts they made.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -183,9 +184,9 @@ fn count(
 }
 
 impl Store for SqliteStore {
-    fn load_profile(&self, user_id: &str) -> Result<Option<Profile>, StoreError> {
+    fn load_profile(&self, user_id: &str) -> Result<Option<Arc<Profile>>, StoreError> {
         let connection = self.lock()?;
-        read_profile(&connection, user_id)
+        Ok(read_profile(&connection, user_id)?.map(Arc::new))
     }
 
     fn counters(

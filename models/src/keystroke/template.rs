@@ -367,11 +367,24 @@ impl KeystrokeTemplate {
             }
             .into());
         }
-        let mut updated = self.clone();
-        updated.samples.push_back(sample);
-        updated.trim_to_window();
-        updated.refit()?;
-        *self = updated;
+        // Updated in place, and restored if the refit fails, so that enrolment does not copy
+        // the whole window.
+        let model = self.model.take();
+        let genuine_scores = self.genuine_scores.take();
+        self.samples.push_back(sample);
+        let mut dropped = Vec::new();
+        while self.samples.len() > self.config.window {
+            dropped.extend(self.samples.pop_front());
+        }
+        if let Err(error) = self.refit() {
+            self.samples.pop_back();
+            for sample in dropped.into_iter().rev() {
+                self.samples.push_front(sample);
+            }
+            self.model = model;
+            self.genuine_scores = genuine_scores;
+            return Err(error);
+        }
         Ok(())
     }
 
