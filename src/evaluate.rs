@@ -3,7 +3,8 @@
 //!
 //! The history is replayed through the engine with the artifact in force, as the service
 //! would run it, and each login's feature vector is scored twice: by the artifact and by the
-//! rules file's weights.
+//! rules file's weights. A login in the learning state is marked as stepped up whatever its
+//! risk when the rules file's `[policy] learning` is `step_up` or `deny`.
 //! [`riskgate_models::train::evaluate()`] turns the scores into the report.
 
 use std::path::{Path, PathBuf};
@@ -15,7 +16,8 @@ use riskgate_engine::engine::model_from_rules;
 use riskgate_engine::model::RiskModel;
 use riskgate_engine::replay::offline::replay;
 use riskgate_engine::request::normalize_user_id;
-use riskgate_engine::rules::RuleSet;
+use riskgate_engine::rules::{Decision, RuleSet};
+use riskgate_models::features::FeatureVector;
 use riskgate_models::train::{
     EvaluationReport, EvaluationRow, Format, evaluate, previous_logins, read_logins, sha256_file,
     write_comparison_plots,
@@ -38,13 +40,22 @@ pub struct Evaluation {
     pub plots: Vec<PathBuf>,
 }
 
-/// Loads the baseline: the weights model of the rules file that `config` names.
-fn baseline_model(config: &Config) -> Result<RiskModel> {
+/// Loads the rules file that `config` names.
+fn load_rules(config: &Config) -> Result<RuleSet> {
     let path = config.rules_path();
-    let rules = RuleSet::load(&path).map_err(|diagnostics| {
+    RuleSet::load(&path).map_err(|diagnostics| {
         anyhow!("rules file `{}` is invalid:\n{diagnostics}", path.display())
-    })?;
-    Ok(model_from_rules(&rules)?)
+    })
+}
+
+/// Checks whether the decision steps up or denies a login with `features` whatever its risk:
+/// the `learning` signal is 1 (too few verified logins, or a recent compromise report) and
+/// `learning_policy` replaces an allow by a step-up or a deny.
+///
+/// NOTE: the engine skips the learning policy when an enforce rule or the allow list allows
+/// the login explicitly. The evaluation runs no rules, so it counts such logins as stepped up.
+fn policy_steps_up(features: &FeatureVector, learning_policy: Decision) -> bool {
+    learning_policy != Decision::Allow && features.get("learning") == Some(1.0)
 }
 
 /// Runs `riskgate evaluate`.
@@ -55,7 +66,10 @@ pub fn run(args: &EvaluateArgs<'_>) -> Result<Evaluation> {
         .map(|artifact| artifact.training_data_sha256.clone())
         .unwrap_or_default();
     let config = Config::load(args.config)?;
-    let baseline = baseline_model(&config)?;
+    let rules = load_rules(&config)?;
+    // The baseline: the weights model of the rules file.
+    let baseline = model_from_rules(&rules)?;
+    let learning_policy = rules.learning_policy();
     let records = read_logins(args.input, args.format)
         .with_context(|| format!("cannot read `{}`", args.input.display()))?;
     if records.is_empty() {
@@ -97,6 +111,7 @@ pub fn run(args: &EvaluateArgs<'_>) -> Result<Evaluation> {
                 is_attack: record.is_attack,
                 kind: record.attack_kind,
                 previous_logins: history[login.record],
+                policy_step_up: policy_steps_up(&login.features, learning_policy),
             }
         })
         .collect();
@@ -111,4 +126,25 @@ pub fn run(args: &EvaluateArgs<'_>) -> Result<Evaluation> {
         None => Vec::new(),
     };
     Ok(Evaluation { report, plots })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_steps_up_learning_logins() {
+        let mut learning = FeatureVector::default();
+        learning.set("learning", 1.0, true);
+        let mut verified = FeatureVector::default();
+        verified.set("learning", 0.0, true);
+        let mut unknown = FeatureVector::default();
+        unknown.set("learning", 1.0, false);
+
+        assert!(policy_steps_up(&learning, Decision::StepUp));
+        assert!(policy_steps_up(&learning, Decision::Deny));
+        assert!(!policy_steps_up(&learning, Decision::Allow));
+        assert!(!policy_steps_up(&verified, Decision::StepUp));
+        assert!(!policy_steps_up(&unknown, Decision::StepUp));
+    }
 }

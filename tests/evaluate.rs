@@ -14,13 +14,19 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 const KINDS: [&str; 5] = ["naive", "vpn", "targeted", "stuffing", "spray"];
-const KIND_FIGURES: [&str; 6] = [
+const KIND_FIGURES: [&str; 12] = [
     "auc",
     "baseline_auc",
     "caught_at_reauth_1pct",
+    "caught_at_reauth_2pct",
     "caught_at_reauth_5pct",
     "caught_at_reauth_10pct",
+    "baseline_caught_at_reauth_1pct",
+    "baseline_caught_at_reauth_2pct",
+    "baseline_caught_at_reauth_5pct",
+    "baseline_caught_at_reauth_10pct",
     "reauth_at_caught_99pct_experienced",
+    "baseline_reauth_at_caught_99pct_experienced",
 ];
 
 fn riskgate(args: &[&str], paths: &[(&str, &Path)]) -> Output {
@@ -126,7 +132,7 @@ fn evaluate_json_and_plots() {
     assert_success(&output);
     let json: Value = serde_json::from_slice(&output.stdout).unwrap();
 
-    for pointer in ["/auc", "/baseline_auc"] {
+    for pointer in ["/auc", "/baseline_auc", "/legitimate_policy_step_up_share"] {
         assert_rate(&json, pointer);
     }
     let rows = json["rows"].as_u64().unwrap();
@@ -135,6 +141,16 @@ fn evaluate_json_and_plots() {
     assert!(rows > 1_000, "{rows} rows");
     assert_eq!(legitimate + attacks, rows);
     assert!(attacks > 0);
+
+    // Every simulated user starts in the learning state, and the default rules step it up.
+    let policy = json["legitimate_policy_step_up"].as_u64().unwrap();
+    assert!(policy > 0, "no legitimate login under the learning policy");
+    assert!(policy < legitimate, "{policy} of {legitimate}");
+    let share = json["legitimate_policy_step_up_share"].as_f64().unwrap();
+    assert!(
+        (share - policy as f64 / legitimate as f64).abs() < 1e-12,
+        "share {share}"
+    );
 
     let mut counted = 0;
     for kind in KINDS {
@@ -149,6 +165,23 @@ fn evaluate_json_and_plots() {
                 assert!(figures[figure].is_null(), "`{pointer}` without attacks");
             } else {
                 assert_rate(&json, &pointer);
+            }
+        }
+        if count > 0 {
+            // A higher re-authentication rate lowers the threshold, so it catches no fewer.
+            for scorer in ["", "baseline_"] {
+                let caught: Vec<f64> = [1, 2, 5, 10]
+                    .iter()
+                    .map(|rate| {
+                        figures[format!("{scorer}caught_at_reauth_{rate}pct")]
+                            .as_f64()
+                            .unwrap()
+                    })
+                    .collect();
+                assert!(
+                    caught.windows(2).all(|pair| pair[0] <= pair[1]),
+                    "{kind} {scorer}caught: {caught:?}"
+                );
             }
         }
     }
@@ -217,6 +250,11 @@ fn evaluate_prints_text_table() {
             "no row for {kind}:\n{text}"
         );
     }
+    assert!(text.contains("caught@2%"), "{text}");
+    assert!(
+        text.contains("logins in the learning state step up by the rules file's learning policy"),
+        "{text}"
+    );
     assert!(text.contains("50+"), "{text}");
 }
 

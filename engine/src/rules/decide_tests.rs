@@ -401,6 +401,19 @@ fn learning_policy_deny_and_allow() {
 }
 
 #[test]
+fn learning_policy_accessor() {
+    assert_eq!(with_base("").learning_policy(), Decision::StepUp);
+    for (value, expected) in [
+        ("allow", Decision::Allow),
+        ("step_up", Decision::StepUp),
+        ("deny", Decision::Deny),
+    ] {
+        let rules = with_base(&format!("[policy]\nlearning = \"{value}\"\n"));
+        assert_eq!(rules.learning_policy(), expected, "learning = {value}");
+    }
+}
+
+#[test]
 fn deny_lists_deny_before_rules() {
     let rules = with_base(
         r#"

@@ -169,6 +169,13 @@ impl RuleSet {
         self.settings.scoring.thresholds
     }
 
+    /// Returns `[policy] learning`: the decision that replaces an allow for
+    /// a user in the learning state, unless an enforce rule or the allow
+    /// list allowed the login explicitly.
+    pub fn learning_policy(&self) -> Decision {
+        self.settings.policy.learning
+    }
+
     /// Checks whether `ip` is in `trusted_networks`, where a missing geo
     /// record does not make a request degraded.
     pub fn is_trusted_network(&self, ip: IpAddr) -> bool {

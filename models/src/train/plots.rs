@@ -512,6 +512,7 @@ mod tests {
                 is_attack: login.is_attack,
                 kind: login.attack_kind,
                 previous_logins: u64::from(login.previous_logins),
+                policy_step_up: false,
             })
             .collect();
         let report = crate::train::evaluate(&rows);
