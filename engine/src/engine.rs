@@ -100,7 +100,8 @@ pub struct EventResponse {
 /// Distinct user-agent strings whose parse the engine keeps.
 const AGENT_CACHE_CAPACITY: u64 = 10_000;
 
-/// What [`Engine::enrich`] computes about an attempt without reading stored history.
+/// The facts about an attempt that [`Engine::enrich`] computes without reading stored
+/// history.
 #[derive(Debug, Clone)]
 pub struct Enrichment {
     geo: Arc<GeoRecord>,

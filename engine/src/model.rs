@@ -352,4 +352,18 @@ mod tests {
         assert!(prediction.calibrated_logit.is_finite(), "{prediction:?}");
         assert!(!prediction.risk.is_nan(), "{prediction:?}");
     }
+
+    #[test]
+    fn shipped_model_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/trained/default.json");
+        let model = RiskModel::load(&path).unwrap();
+        assert!(
+            model.version().starts_with("login-risk-"),
+            "{}",
+            model.version()
+        );
+        let artifact = model.artifact().unwrap();
+        assert_eq!(artifact.feature_names.len(), FEATURE_NAMES.len());
+        assert!(model.global_tables().total > 0);
+    }
 }

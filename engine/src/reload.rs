@@ -57,7 +57,7 @@ impl Drop for FileWatcher {
     }
 }
 
-/// What a watcher reloads.
+/// The part of the configuration a watcher reloads.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Rules,

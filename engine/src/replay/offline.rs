@@ -6,8 +6,8 @@
 //! learn only from verified logins here too.
 //!
 //! Users are split into shards that replay at once, one per core. Logins of different users
-//! still share IP counters, so a login waits for the previous login from its address when
-//! another shard has it; see [`replay_with`].
+//! still share IP counters. So a login waits for the previous login from its address when
+//! another shard has it, as [`replay_with`] describes.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -45,7 +45,7 @@ const BLOCK_ROWS: usize = 4096;
 /// Most shards a replay runs at once.
 const MAX_SHARDS: usize = 16;
 
-/// The counter windows of `config`, in seconds.
+/// Returns the counter windows of `config`, in seconds.
 fn counter_windows(config: &Config) -> [u64; 3] {
     [
         config.signals.user_failures_window_seconds,
@@ -323,7 +323,7 @@ fn wait_for(done: &AtomicUsize, position: usize, failed: &AtomicBool) -> bool {
     true
 }
 
-/// Replays the logins of one shard. `done[shard]` tells the other shards how far it got:
+/// Replays the logins of one shard. `done[me]` is the shard's progress for the others:
 /// every login of this shard at a position below it is finished.
 fn replay_shard(
     engine: &Engine,
@@ -372,10 +372,10 @@ fn replay_shard(
 ///
 /// Users are split among one shard per core, and the shards run at once. A login waits for
 /// the previous login from its IP address when another shard has it, because IP counters
-/// couple users, and no shard runs more than [`shard_lag`] of history ahead of another, so
-/// that pruning old counter rows removes nothing a slower shard still reads. Every login
-/// thus sees the same store state as in a sequential replay, which the parity test checks
-/// against the HTTP service.
+/// couple users. No shard runs more than [`shard_lag`] of history ahead of another, so
+/// pruning old counter rows removes nothing that a slower shard still reads. Every login
+/// thus sees the same store state as in a sequential replay, which `tests/parity.rs`
+/// checks against the HTTP service.
 pub fn replay_with(engine: &Engine, records: &[LoginRecord], windows: &[u64]) -> Result<Replay> {
     let shards = std::thread::available_parallelism()
         .map(usize::from)
@@ -421,8 +421,8 @@ pub fn replay_with(engine: &Engine, records: &[LoginRecord], windows: &[u64]) ->
     Ok(replay)
 }
 
-/// How far one shard may run ahead of another: the counter retention less the longest
-/// counter window, so that a prune triggered by the faster shard keeps every row the
+/// Returns how far one shard may run ahead of another: the counter retention less the
+/// longest counter window, so a prune that the faster shard triggers keeps every row the
 /// slower one still counts.
 fn shard_lag(windows: &[u64]) -> chrono::Duration {
     let longest = windows.iter().copied().max().unwrap_or(0);

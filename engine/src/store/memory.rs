@@ -28,8 +28,8 @@ struct Decision {
 }
 
 /// One user's profile behind its own lock, so that learning, which refits the keystroke
-/// template, does not hold the store's lock. Readers get the `Arc` and never a copy; a
-/// writer copies the profile only while a reader still holds the previous version.
+/// template, does not block the store's lock. Readers get the `Arc` and never a copy. A
+/// writer copies the profile only while a reader still has the previous version.
 type ProfileSlot = Arc<Mutex<Arc<Profile>>>;
 
 #[derive(Default)]
@@ -71,17 +71,17 @@ impl MemoryStore {
         self.state.lock().map_err(|_| StoreError::Poisoned)
     }
 
-    fn slot(&self, user_id: &str, create: bool) -> Result<Option<ProfileSlot>, StoreError> {
+    fn slot(&self, user_id: &str) -> Result<Option<ProfileSlot>, StoreError> {
+        let profiles = self.profiles.lock().map_err(|_| StoreError::Poisoned)?;
+        Ok(profiles.get(user_id).cloned())
+    }
+
+    fn slot_or_new(&self, user_id: &str) -> Result<ProfileSlot, StoreError> {
         let mut profiles = self.profiles.lock().map_err(|_| StoreError::Poisoned)?;
-        if let Some(slot) = profiles.get(user_id) {
-            return Ok(Some(slot.clone()));
-        }
-        if !create {
-            return Ok(None);
-        }
-        let slot: ProfileSlot = Arc::new(Mutex::new(Arc::new(Profile::new(user_id))));
-        profiles.insert(user_id.to_owned(), slot.clone());
-        Ok(Some(slot))
+        let slot = profiles
+            .entry(user_id.to_owned())
+            .or_insert_with(|| Arc::new(Mutex::new(Arc::new(Profile::new(user_id)))));
+        Ok(slot.clone())
     }
 }
 
@@ -135,7 +135,7 @@ fn prune(state: &mut State) {
 
 impl Store for MemoryStore {
     fn load_profile(&self, user_id: &str) -> Result<Option<Arc<Profile>>, StoreError> {
-        let Some(slot) = self.slot(user_id, false)? else {
+        let Some(slot) = self.slot(user_id)? else {
             return Ok(None);
         };
         let profile = slot.lock().map_err(|_| StoreError::Poisoned)?;
@@ -279,7 +279,7 @@ impl Store for MemoryStore {
         drop(guard);
 
         if plan.learn || plan.unlearn || plan.report_compromise {
-            let slot = self.slot(&user_id, true)?.ok_or(StoreError::Poisoned)?;
+            let slot = self.slot_or_new(&user_id)?;
             let mut shared = slot.lock().map_err(|_| StoreError::Poisoned)?;
             let profile = Arc::make_mut(&mut shared);
             if let Some(facts) = &facts {

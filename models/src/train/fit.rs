@@ -160,6 +160,11 @@ pub struct FitOptions {
     pub seed: u64,
     /// Maximum L-BFGS iterations of the logistic fit.
     pub max_iterations: u64,
+    /// Legitimate training rows given to the logistic fit at most. When there are more, a
+    /// seeded uniform sample of this many (in expectation) is fitted, with every attack, so
+    /// that the fit time stops growing with the history. `None` fits every row.
+    #[serde(default)]
+    pub max_legitimate_rows: Option<usize>,
     /// L-BFGS stops when the gradient norm falls below this value times the number of rows.
     pub gradient_tolerance_per_row: f64,
     /// Creation time recorded in the artifact; the current time when `None`.
@@ -174,11 +179,16 @@ impl Default for FitOptions {
             holdout_fraction: 0.2,
             seed: 0,
             max_iterations: 200,
+            max_legitimate_rows: Some(DEFAULT_MAX_LEGITIMATE_ROWS),
             gradient_tolerance_per_row: 1e-6,
             created_at: None,
         }
     }
 }
+
+/// Default of [`FitOptions::max_legitimate_rows`]: enough for 14 coefficients, and a fit of
+/// a few seconds on 2 cores.
+pub const DEFAULT_MAX_LEGITIMATE_ROWS: usize = 250_000;
 
 /// Figures recorded in the artifact's `metrics`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,14 +252,15 @@ pub fn fit(set: &TrainingSet, options: &FitOptions) -> Result<ModelArtifact, Tra
     require_both_classes("held-out", holdout.len(), holdout_attacks)?;
 
     let (means, scales) = standardisation(&set.values, &training);
+    let sampled = sample_legitimate(set, &training, options.max_legitimate_rows, options.seed);
     let attack_weight = match options.class_weight {
         ClassWeight::Balanced => {
-            (training.len() - training_attacks) as f64 / training_attacks as f64
+            (sampled.len() - training_attacks) as f64 / training_attacks as f64
         }
         ClassWeight::Unweighted => 1.0,
         ClassWeight::Attack(weight) => weight,
     };
-    let fitted_rows = weighted_rows(set, &training, attack_weight, options.seed);
+    let fitted_rows = weighted_rows(set, &sampled, attack_weight, options.seed);
     let (records, targets) = design_matrix(set, &fitted_rows, &means, &scales);
     let tolerance = options.gradient_tolerance_per_row * fitted_rows.len() as f64;
     let fitted = LogisticRegression::default()
@@ -472,6 +483,28 @@ fn standardisation(values: &Array2<f64>, rows: &[usize]) -> (Vec<f64>, Vec<f64>)
         })
         .collect();
     (means, scales)
+}
+
+/// Returns `rows` with every attack and, when there are more than `max` legitimate rows,
+/// each legitimate row kept with probability `max / legitimate` from a seeded hash of the
+/// row.
+fn sample_legitimate(
+    set: &TrainingSet,
+    rows: &[usize],
+    max: Option<usize>,
+    seed: u64,
+) -> Vec<usize> {
+    let legitimate = rows.iter().filter(|&&row| !set.labels[row]).count();
+    let Some(max) = max.filter(|&max| max < legitimate) else {
+        return rows.to_vec();
+    };
+    let share = max as f64 / legitimate as f64;
+    // A different stream from the one that rounds fractional attack weights.
+    let seed = seed ^ 0x5bd1_e995_5bd1_e995;
+    rows.iter()
+        .copied()
+        .filter(|&row| set.labels[row] || unit_interval(seed, row as u64) < share)
+        .collect()
 }
 
 /// Returns the training rows with each attack repeated according to its weight: `floor(w)`
