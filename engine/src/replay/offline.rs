@@ -20,7 +20,7 @@ use thiserror::Error;
 
 use super::{Decision, outcomes_for};
 use crate::config::Config;
-use crate::engine::{Engine, StartError};
+use crate::engine::{Engine, StartError, model_from_rules};
 use crate::geo::GeoIp;
 use crate::iplists::IpLists;
 use crate::model::RiskModel;
@@ -36,11 +36,15 @@ use riskgate_models::features::{FEATURE_NAMES, FeatureVector};
 use riskgate_models::freeman::{GlobalTables, LevelKeys};
 use riskgate_models::train::LoginRecord;
 
-/// Decisions kept for outcomes; a replay reports each row's outcome right after scoring it.
+/// Decisions the store keeps at most. A replay drops each decision once its outcomes are in,
+/// so this bound only matters for logins still being scored, at most one per shard.
 const DECISIONS_KEPT: usize = 10_000;
 /// Rows whose Freeman keys are computed in parallel at a time while the previous block is
 /// counted.
 const BLOCK_ROWS: usize = 4096;
+
+/// The window of the engine's fixed `failures_15m` counter, in seconds.
+const FIXED_WINDOW_SECONDS: u64 = 15 * 60;
 
 /// Most shards a replay runs at once.
 const MAX_SHARDS: usize = 16;
@@ -149,20 +153,26 @@ fn attempt_of(record: &LoginRecord, now: chrono::DateTime<chrono::Utc>) -> Optio
 }
 
 /// Opens an engine over a fresh in-memory store with `model` in force, or the model
-/// `config` names when `model` is `None`.
-pub fn offline_engine(config: &Config, model: Option<RiskModel>) -> Result<Engine> {
+/// `config` names when `model` is `None`. Returns the store too, so that a replay can drop
+/// each decision once its outcomes are in.
+pub fn offline_engine(
+    config: &Config,
+    model: Option<RiskModel>,
+) -> Result<(Engine, Arc<MemoryStore>)> {
     let geo = GeoIp::open(&config.geo, &config.base_dir).map_err(StartError::from)?;
     let lists = IpLists::open(&config.iplists, &config.base_dir).map_err(StartError::from)?;
     let store = Arc::new(MemoryStore::new(config.keystroke, DECISIONS_KEPT, false));
-    Ok(Engine::with_store_and_model(
-        config, geo, lists, store, model,
-    )?)
+    let engine = Engine::with_store_and_model(config, geo, lists, store.clone(), model)?;
+    Ok((engine, store))
 }
 
 /// Counts the network and user-agent values of every record, as the Freeman global tables
 /// of a new model. Rows that a replay rejects as invalid requests are counted too.
 pub fn global_tables(config: &Config, records: &[LoginRecord]) -> Result<GlobalTables> {
-    let engine = offline_engine(config, None)?;
+    // Only geo-IP and user-agent parsing are used, so the rules' weights do as the model,
+    // and a `model` file named in the configuration need not exist yet.
+    let model = model_from_rules(&load_rules(config)?)?;
+    let (engine, _store) = offline_engine(config, Some(model))?;
     let keys_of = |block: &[LoginRecord]| -> Vec<LevelKeys> {
         block
             .par_iter()
@@ -231,15 +241,15 @@ pub fn weights_artifact(config: &Config, tables: GlobalTables) -> Result<ModelAr
 /// Replays one login: scores it and reports the outcomes its row records.
 fn replay_login(
     engine: &Engine,
+    store: &MemoryStore,
     record: &LoginRecord,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<FeatureVector>> {
     let Some(attempt) = attempt_of(record, now) else {
         return Ok(None);
     };
-    let enrichment = engine.enrich(&attempt);
     let (response, features) = engine
-        .score_enriched(&attempt, enrichment)
+        .score_with_features(&attempt)
         .map_err(|error| row_error(record, error))?;
     let decision = Decision::parse(response.decision.as_str())
         .ok_or_else(|| row_error(record, "the engine returned an unknown decision"))?;
@@ -252,11 +262,16 @@ fn replay_login(
             })
             .map_err(|error| row_error(record, error))?;
     }
+    store
+        .forget_decision(&response.decision_id)
+        .map_err(|error| row_error(record, error))?;
     Ok(Some(features))
 }
 
 /// The order of a sharded replay and the waits that keep it equal to a sequential one.
 struct Schedule {
+    /// The time that timestamps may not be later than, the same for every shard.
+    now: chrono::DateTime<chrono::Utc>,
     /// Record indexes in time order; "position" below means an index into this list.
     order: Vec<usize>,
     /// Shard of the login at each position.
@@ -299,6 +314,7 @@ fn schedule(records: &[LoginRecord], shards: usize, lag: chrono::Duration) -> Sc
         lag_start.push(start);
     }
     Schedule {
+        now: chrono::Utc::now(),
         order,
         shard,
         previous_same_ip,
@@ -326,18 +342,21 @@ fn wait_for(done: &AtomicUsize, position: usize, failed: &AtomicBool) -> bool {
 /// Replays the logins of one shard. `done[me]` is the shard's progress for the others:
 /// every login of this shard at a position below it is finished.
 fn replay_shard(
-    engine: &Engine,
+    target: (&Engine, &MemoryStore),
     records: &[LoginRecord],
     schedule: &Schedule,
     me: usize,
     done: &[AtomicUsize],
     failed: &AtomicBool,
 ) -> Result<Replay> {
-    let now = chrono::Utc::now();
+    let (engine, store) = target;
     let mut replay = Replay::default();
     for (position, &index) in schedule.order.iter().enumerate() {
         if schedule.shard[position] != me {
             continue;
+        }
+        if failed.load(Ordering::Acquire) {
+            return Ok(replay);
         }
         done[me].store(position, Ordering::Release);
         if let Some(previous) = schedule.previous_same_ip[position]
@@ -350,7 +369,7 @@ fn replay_shard(
                 return Ok(replay);
             }
         }
-        match replay_login(engine, &records[index], now) {
+        match replay_login(engine, store, &records[index], schedule.now) {
             Ok(Some(features)) => replay.logins.push(ReplayedLogin {
                 record: index,
                 features,
@@ -374,9 +393,14 @@ fn replay_shard(
 /// the previous login from its IP address when another shard has it, because IP counters
 /// couple users. No shard runs more than [`shard_lag`] of history ahead of another, so
 /// pruning old counter rows removes nothing that a slower shard still reads. Every login
-/// thus sees the same store state as in a sequential replay, which `tests/parity.rs`
-/// checks against the HTTP service.
-pub fn replay_with(engine: &Engine, records: &[LoginRecord], windows: &[u64]) -> Result<Replay> {
+/// thus reads the same profile and counters as in a sequential replay, which
+/// `tests/parity.rs` checks against the HTTP service.
+fn replay_with(
+    engine: &Engine,
+    store: &MemoryStore,
+    records: &[LoginRecord],
+    windows: &[u64],
+) -> Result<Replay> {
     let shards = std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(1)
@@ -388,7 +412,17 @@ pub fn replay_with(engine: &Engine, records: &[LoginRecord], windows: &[u64]) ->
         let handles: Vec<_> = (0..shards)
             .map(|me| {
                 let (schedule, done, failed) = (&schedule, &done, &failed);
-                scope.spawn(move || replay_shard(engine, records, schedule, me, done, failed))
+                scope.spawn(move || {
+                    // A panicking shard would leave the others waiting for its progress.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        replay_shard((engine, store), records, schedule, me, done, failed)
+                    }));
+                    let result = result.unwrap_or(Err(OfflineError::Panicked));
+                    if result.is_err() {
+                        failed.store(true, Ordering::Release);
+                    }
+                    result
+                })
             })
             .collect();
         handles
@@ -425,7 +459,12 @@ pub fn replay_with(engine: &Engine, records: &[LoginRecord], windows: &[u64]) ->
 /// longest counter window, so a prune that the faster shard triggers keeps every row the
 /// slower one still counts.
 fn shard_lag(windows: &[u64]) -> chrono::Duration {
-    let longest = windows.iter().copied().max().unwrap_or(0);
+    let longest = windows
+        .iter()
+        .copied()
+        .chain([FIXED_WINDOW_SECONDS])
+        .max()
+        .unwrap_or(0);
     let longest = chrono::Duration::seconds(i64::try_from(longest).unwrap_or(i64::MAX / 1000));
     (COUNTER_RETENTION - longest).max(chrono::Duration::zero())
 }
@@ -437,8 +476,8 @@ pub fn replay(
     records: &[LoginRecord],
     model: Option<RiskModel>,
 ) -> Result<Replay> {
-    let engine = offline_engine(config, model)?;
-    replay_with(&engine, records, &counter_windows(config))
+    let (engine, store) = offline_engine(config, model)?;
+    replay_with(&engine, &store, records, &counter_windows(config))
 }
 
 /// Replays a history for training: Freeman tables are counted from the history, and the

@@ -67,6 +67,13 @@ impl MemoryStore {
         }
     }
 
+    /// Drops a decision and its facts, for a replay that reported all its outcomes.
+    pub fn forget_decision(&self, id: &str) -> Result<(), StoreError> {
+        let mut state = self.lock()?;
+        state.decisions.remove(id);
+        Ok(())
+    }
+
     fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
         self.state.lock().map_err(|_| StoreError::Poisoned)
     }
@@ -276,11 +283,12 @@ impl Store for MemoryStore {
         if plan.learn || plan.record_failure {
             decision.facts.keystroke_sample = None;
         }
-        drop(guard);
-
         if plan.learn || plan.unlearn || plan.report_compromise {
+            // The profile's lock is taken before the store's is released, so that events
+            // and erasures change a profile in the order they changed the decisions.
             let slot = self.slot_or_new(&user_id)?;
             let mut shared = slot.lock().map_err(|_| StoreError::Poisoned)?;
+            drop(guard);
             let profile = Arc::make_mut(&mut shared);
             if let Some(facts) = &facts {
                 if plan.learn {

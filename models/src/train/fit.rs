@@ -162,8 +162,9 @@ pub struct FitOptions {
     pub max_iterations: u64,
     /// Legitimate training rows given to the logistic fit at most. When there are more, a
     /// seeded uniform sample of this many (in expectation) is fitted, with every attack, so
-    /// that the fit time stops growing with the history. `None` fits every row.
-    #[serde(default)]
+    /// that the fit time stops growing with the history. `None` fits every row. With a cap,
+    /// an attack weight other than `Balanced` weighs attacks against the sampled rows.
+    #[serde(default = "default_max_legitimate_rows")]
     pub max_legitimate_rows: Option<usize>,
     /// L-BFGS stops when the gradient norm falls below this value times the number of rows.
     pub gradient_tolerance_per_row: f64,
@@ -186,9 +187,13 @@ impl Default for FitOptions {
     }
 }
 
-/// Default of [`FitOptions::max_legitimate_rows`]: enough for 14 coefficients, and a fit of
-/// a few seconds on 2 cores.
+/// Default of [`FitOptions::max_legitimate_rows`]: ample for 14 coefficients. A fit of this
+/// many rows took 8 s on 2 cores (`BENCHMARKS.md`).
 pub const DEFAULT_MAX_LEGITIMATE_ROWS: usize = 250_000;
+
+fn default_max_legitimate_rows() -> Option<usize> {
+    Some(DEFAULT_MAX_LEGITIMATE_ROWS)
+}
 
 /// Figures recorded in the artifact's `metrics`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -253,6 +258,7 @@ pub fn fit(set: &TrainingSet, options: &FitOptions) -> Result<ModelArtifact, Tra
 
     let (means, scales) = standardisation(&set.values, &training);
     let sampled = sample_legitimate(set, &training, options.max_legitimate_rows, options.seed);
+    require_both_classes("sampled training", sampled.len(), training_attacks)?;
     let attack_weight = match options.class_weight {
         ClassWeight::Balanced => {
             (sampled.len() - training_attacks) as f64 / training_attacks as f64
@@ -370,6 +376,9 @@ fn validate_options(options: &FitOptions) -> Result<(), TrainError> {
     }
     if options.max_iterations == 0 {
         return invalid("max_iterations", "0".to_owned(), "at least 1");
+    }
+    if options.max_legitimate_rows == Some(0) {
+        return invalid("max_legitimate_rows", "0".to_owned(), "at least 1, or none");
     }
     if !(options.gradient_tolerance_per_row.is_finite() && options.gradient_tolerance_per_row > 0.0)
     {
@@ -918,5 +927,30 @@ mod tests {
         if let Some(peak_kib) = peak_kib {
             assert!(peak_kib < 4 * 1024 * 1024, "{peak_kib} KiB");
         }
+    }
+
+    #[test]
+    fn sampling_keeps_attacks_and_caps_legitimate() {
+        let names = vec!["a".to_owned()];
+        let mut builder = TrainingSetBuilder::new(names);
+        for row in 0..10_000 {
+            let is_attack = row % 100 == 0;
+            let user = format!("user{}", row % 50);
+            builder
+                .push(&[f64::from(u8::from(is_attack))], &[true], is_attack, &user)
+                .unwrap();
+        }
+        let set = builder.finish(GlobalTables::default(), String::new());
+        let rows: Vec<usize> = (0..10_000).collect();
+        let sampled = sample_legitimate(&set, &rows, Some(2_000), 7);
+        let attacks = sampled.iter().filter(|&&row| set.labels[row]).count();
+        let legitimate = sampled.len() - attacks;
+        assert_eq!(attacks, 100);
+        assert!(
+            (1_800..=2_200).contains(&legitimate),
+            "{legitimate} legitimate rows"
+        );
+        assert_eq!(sampled, sample_legitimate(&set, &rows, Some(2_000), 7));
+        assert_eq!(sample_legitimate(&set, &rows, None, 7).len(), 10_000);
     }
 }
