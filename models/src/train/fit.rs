@@ -188,7 +188,7 @@ impl Default for FitOptions {
 }
 
 /// Default of [`FitOptions::max_legitimate_rows`]: ample for 14 coefficients. A fit of this
-/// many rows took 8 s on 2 cores (`BENCHMARKS.md`).
+/// many rows took 7.3 s on 2 cores (`BENCHMARKS.md`).
 pub const DEFAULT_MAX_LEGITIMATE_ROWS: usize = 250_000;
 
 fn default_max_legitimate_rows() -> Option<usize> {
