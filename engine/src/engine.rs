@@ -100,10 +100,9 @@ pub struct EventResponse {
 /// Distinct user-agent strings whose parse the engine keeps.
 const AGENT_CACHE_CAPACITY: u64 = 10_000;
 
-/// The facts about an attempt that [`Engine::enrich`] computes without reading stored
-/// history.
+/// The facts about an attempt that scoring computes before it reads stored history.
 #[derive(Debug, Clone)]
-pub struct Enrichment {
+struct Enrichment {
     geo: Arc<GeoRecord>,
     asn: Option<u32>,
     ip_lists: Vec<String>,
@@ -526,25 +525,7 @@ impl Engine {
     }
 
     /// Computes everything about an attempt that does not depend on stored history: geo-IP,
-    /// IP lists, keystroke features, local hour and Freeman keys. It reads no store, so
-    /// offline replays compute it for many attempts in parallel and then call
-    /// [`Engine::score_enriched`] in time order.
-    pub fn enrich(&self, attempt: &Attempt) -> Enrichment {
-        self.enrich_with(&self.active.load(), attempt)
-    }
-
-    /// Scores an attempt enriched by [`Engine::enrich`] and records the decision, as
-    /// [`Engine::score_with_features`] does. The enrichment must come from this engine with
-    /// the same rules in force, because trusted networks come from the rules.
-    pub fn score_enriched(
-        &self,
-        attempt: &Attempt,
-        enrichment: Enrichment,
-    ) -> Result<(ScoreResponse, FeatureVector), ApiError> {
-        let started = Instant::now();
-        self.score_enriched_with(&self.active.load(), attempt, enrichment, started)
-    }
-
+    /// IP lists, keystroke features, local hour and Freeman keys.
     fn enrich_with(&self, active: &Active, attempt: &Attempt) -> Enrichment {
         let geo = self.geo.lookup(attempt.ip);
         let asn = geo.asn.as_ref().map(|asn| asn.number);
