@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -272,15 +272,7 @@ fn served_model_reloads_and_rejects_invalid() {
 /// Starts `riskgate serve` with `config`, expects it to exit with an error before
 /// `EXIT_TIMEOUT`, and returns its standard error.
 fn serve_expecting_failure(config: &Path, data_dir: &Path) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_riskgate"))
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
+    let mut child = common::serve_command(config, data_dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,9 +1,9 @@
 //! Offline replay and the HTTP service compute the same feature vectors and risks.
 //!
-//! A small simulated history is replayed twice with the same trained model in force: once by
-//! the offline replay that `train` and `evaluate` use, and once login by login through
-//! `POST /v1/score` and `POST /v1/events` of a server on a loopback port, reading each
-//! decision record back with `GET /v1/decisions/{id}`.
+//! A small simulated history is replayed twice with the same trained model in force. The
+//! first replay is the offline one that `train` and `evaluate` use. The second goes login by
+//! login through `POST /v1/score` and `POST /v1/events` of a server on a loopback port, and
+//! reads each decision record back with `GET /v1/decisions/{id}`.
 
 #![cfg(feature = "train")]
 // The helpers below fail the calling test on a malformed response, as a test wants.

@@ -227,9 +227,11 @@ pub fn spawn_server(data_dir: &std::path::Path) -> (Child, String) {
     spawn_server_with_config(&repo_root().join("riskgate.toml"), data_dir)
 }
 
-/// Starts `riskgate serve` with the configuration file `config` on a free port.
-pub fn spawn_server_with_config(config: &Path, data_dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_riskgate"))
+/// Builds the `riskgate serve` command for `config` and `data_dir` on a free loopback port,
+/// logging warnings and errors only.
+pub fn serve_command(config: &Path, data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_riskgate"));
+    command
         .arg("serve")
         .arg("--config")
         .arg(config)
@@ -237,7 +239,13 @@ pub fn spawn_server_with_config(config: &Path, data_dir: &Path) -> (Child, Strin
         .arg("127.0.0.1:0")
         .arg("--data-dir")
         .arg(data_dir)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Starts `riskgate serve` with the configuration file `config` on a free port.
+pub fn spawn_server_with_config(config: &Path, data_dir: &Path) -> (Child, String) {
+    let mut child = serve_command(config, data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
